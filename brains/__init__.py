@@ -1,0 +1,1 @@
+"""neuroloop brains: loaded by name from simulation configs."""

@@ -1,0 +1,1 @@
+"""neuroloop engines: loaded by name from simulation configs."""

@@ -1,0 +1,1 @@
+"""neuroloop experiments: loaded by name from simulation configs."""

@@ -1,0 +1,42 @@
+"""Errors neuroloop raises for user mistakes and engine failures.
+
+Each message names its context (file and key, or engine and call) and says what was
+expected and what was received, so the CLI can print it without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class NeuroloopError(Exception):
+    """Base class of every error the CLI reports as a one-line message."""
+
+
+class ConfigError(NeuroloopError):
+    """A simulation config or recipe is malformed, refers to a missing file, or is inconsistent.
+
+    Args:
+        file: The config file (or ``"<overrides>"``).
+        path: JSON path of the offending key, e.g. ``EngineConfigs[0].EngineTimestep``.
+        expected: What a valid value looks like.
+        received: What was found.
+    """
+
+    def __init__(self, file: str, path: str, expected: str, received: str) -> None:
+        self.file = file
+        self.path = path
+        self.expected = expected
+        self.received = received
+        where = f"{file}: {path}" if path else file
+        super().__init__(f"{where}: expected {expected}. Received: {received}")
+
+
+class EngineError(NeuroloopError):
+    """An engine rejected a call or failed while serving it."""
+
+
+class EngineTimeoutError(EngineError):
+    """An engine did not answer a call within its ``EngineCommandTimeout``."""
+
+
+class EngineCrashError(EngineError):
+    """An engine process exited while the simulation needed it."""

@@ -1,0 +1,68 @@
+"""numpy / JSON values <-> protobuf datapacks. The only place that builds datapack messages."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+
+from neuroloop.datapack import DataPackValue, as_tensor, is_tensor_value
+from neuroloop.protocol import engine_pb2 as pb
+
+
+def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
+    """Build a wire datapack from a numpy array (tensor) or a JSON value.
+
+    Raises:
+        ValueError: If the value is neither a numeric array nor JSON-serialisable.
+    """
+    message = pb.DataPack(id=pb.DataPackId(name=name, engine=engine))
+    if is_tensor_value(value):
+        array = as_tensor(value, f"[{engine}] datapack {name!r}")
+        message.tensor.dtype = array.dtype.str
+        message.tensor.shape.extend(array.shape)
+        message.tensor.data = array.tobytes()
+    else:
+        try:
+            message.json = json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"[{engine}] datapack {name!r}: expected a numpy array or a JSON value "
+                f"(finite numbers, str, bool, list, dict). Received: {type(value).__name__} "
+                f"({error})"
+            ) from None
+    return message
+
+
+def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue | None]:
+    """Return ``(name, engine, value)`` for a wire datapack; an unset payload is ``None``.
+
+    Raises:
+        ValueError: If the tensor's dtype is not numeric or its bytes do not match its shape.
+    """
+    name, engine = message.id.name, message.id.engine
+    payload = message.WhichOneof("payload")
+    if payload is None:
+        return name, engine, None
+    if payload == "json":
+        value: Any = json.loads(message.json)
+        return name, engine, value
+    tensor = message.tensor
+    context = f"[{engine}] datapack {name!r}"
+    try:
+        dtype = np.dtype(tensor.dtype)
+    except TypeError:
+        raise ValueError(f"{context}: unknown dtype. Received: dtype={tensor.dtype!r}") from None
+    if dtype.kind not in "biufc":
+        raise ValueError(f"{context}: expected a numeric dtype. Received: dtype={tensor.dtype!r}")
+    shape = tuple(tensor.shape)
+    expected_bytes = math.prod(shape) * dtype.itemsize
+    if expected_bytes != len(tensor.data):
+        raise ValueError(
+            f"{context}: shape {shape} of dtype {dtype.str} needs {expected_bytes} bytes. "
+            f"Received: {len(tensor.data)} bytes"
+        )
+    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape).copy()
+    return name, engine, array

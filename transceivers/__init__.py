@@ -1,0 +1,1 @@
+"""neuroloop transceivers: loaded by name from simulation configs."""
