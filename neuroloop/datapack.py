@@ -98,7 +98,7 @@ def as_tensor(value: Any, context: str) -> np.ndarray:
         )
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
-    return np.ascontiguousarray(array)
+    return array
 
 
 def is_tensor_value(value: Any) -> bool:

@@ -81,6 +81,7 @@ class EngineHost:
         self.time_ns = 0
         self._lock = threading.Lock()
         self._names: frozenset[str] = frozenset()
+        self._shut_down = False
 
     @property
     def name(self) -> str:
@@ -116,12 +117,17 @@ class EngineHost:
             if timestep_ns:
                 self.engine.step(timestep_ns)
                 self.time_ns += timestep_ns
-            values = {name: self.engine.get_datapack(self._known(name, "get")) for name in get_names}
+            values = {
+                name: self.engine.get_datapack(self._known(name, "get")) for name in get_names
+            }
             return self.time_ns, values
 
     def shutdown(self) -> int:
+        """Shut the engine down once; later calls only report the time."""
         with self._lock:
-            self.engine.shutdown()
+            if not self._shut_down:
+                self._shut_down = True
+                self.engine.shutdown()
             return self.time_ns
 
     def _known(self, name: str, verb: str) -> str:
@@ -146,7 +152,9 @@ def load_engine_class(spec: str) -> type[Engine]:
     if target.endswith(".py"):
         path = Path(target).resolve()
         if not path.is_file():
-            raise ValueError(f"engine file not found: expected an existing .py file. Received: {path}")
+            raise ValueError(
+                f"engine file not found: expected an existing .py file. Received: {path}"
+            )
         module_name = f"neuroloop_engine_{abs(hash(str(path)))}"
         module_spec = importlib.util.spec_from_file_location(module_name, path)
         if module_spec is None or module_spec.loader is None:

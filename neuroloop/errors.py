@@ -40,3 +40,7 @@ class EngineTimeoutError(EngineError):
 
 class EngineCrashError(EngineError):
     """An engine process exited while the simulation needed it."""
+
+
+class UsageError(NeuroloopError):
+    """A command-line argument or user file is unusable (e.g. an engine class that is not one)."""

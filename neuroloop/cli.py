@@ -1,0 +1,193 @@
+"""The ``neuroloop`` command: ``run`` a simulation config, serve an ``engine``.
+
+User errors (bad config, failing engine) print one clear message and exit non-zero,
+without a traceback. SIGTERM and Ctrl-C stop every engine the command started.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from neuroloop.errors import NeuroloopError, UsageError
+
+if TYPE_CHECKING:
+    from neuroloop.recording import DataPackRecorder
+    from neuroloop.simulation import Simulation
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+PROGRESS_INTERVAL_S = 1.0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        status: int = args.handler(args)
+        return status
+    except NeuroloopError as error:
+        print(f"neuroloop {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print(f"neuroloop {args.command}: interrupted; all engines stopped", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # Unwinds through every context manager, so engines are stopped on SIGTERM too.
+    raise KeyboardInterrupt
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="neuroloop",
+        description="Close the loop between a simulated body and a neural-network brain.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run a simulation config (JSON or YAML)")
+    run.add_argument("config", help="simulation config file")
+    run.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override a config value, e.g. -o EngineConfigs.EngineName:env.EngineTimestep=0.1",
+    )
+    run.add_argument("--steps", type=int, help="run this many SimulationTimesteps, then stop")
+    run.add_argument("--seed", type=int, help="reset every engine with this seed before running")
+    run.add_argument("--record", metavar="FILE", help="write every datapack to FILE (.jsonl/.npz)")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+    run.set_defaults(handler=_run)
+
+    engine = commands.add_parser("engine", help="serve one engine over gRPC")
+    engine.add_argument(
+        "--engine", required=True, help="MODULE:CLASS, FILE.py:CLASS or FILE.py (one Engine)"
+    )
+    engine.add_argument("--name", required=True, help="the engine's name (EngineName)")
+    engine.add_argument(
+        "--address",
+        default="127.0.0.1:0",
+        help="host:port (port 0 = any free port) or unix:/path; default 127.0.0.1:0",
+    )
+    engine.add_argument(
+        "--fallback-port",
+        action="store_true",
+        help="bind a free port on the same host if the address's port is taken",
+    )
+    engine.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    engine.set_defaults(handler=_engine)
+    return parser
+
+
+def _engine(args: argparse.Namespace) -> int:
+    from neuroloop.engine import load_engine_class
+    from neuroloop.launcher import SINGLE_THREAD_ENV
+    from neuroloop.server import serve
+
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        engine_class = load_engine_class(args.engine)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    serve(
+        engine_class(args.name),
+        args.address,
+        fallback_port=args.fallback_port,
+        parent_pid=args.parent_pid,
+    )
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from neuroloop.recording import DataPackRecorder
+    from neuroloop.simulation import Simulation
+
+    recorder = None
+    if args.record:
+        try:
+            recorder = DataPackRecorder(args.record)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    progress = _Progress(quiet=args.quiet)
+    started = time.perf_counter()
+    try:
+        with Simulation.from_config(args.config, args.override, recorder=recorder) as sim:
+            if args.seed is not None:
+                sim.reset(args.seed)
+            progress.begin()
+            if args.steps is not None:
+                for _ in range(args.steps):
+                    if sim.step():
+                        break
+                    progress(sim)
+            else:
+                sim.run_until_timeout(progress)
+            progress.end()
+            _summary(sim, time.perf_counter() - started, progress, recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()
+    return 0
+
+
+class _Progress:
+    """Prints simulated time and loop rate at most once per second."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.tty = sys.stderr.isatty()
+        self.started = time.perf_counter()
+        self.last = 0.0
+        self.seconds = 0.0
+
+    def begin(self) -> None:
+        self.started = time.perf_counter()
+        self.last = self.started
+
+    def __call__(self, sim: Simulation) -> None:
+        now = time.perf_counter()
+        self.seconds = now - self.started
+        if self.quiet or now - self.last < PROGRESS_INTERVAL_S:
+            return
+        self.last = now
+        timeout = sim.config.timeout_ns
+        of = f" / {timeout / 1e9:.2f}" if timeout else ""
+        rate = sim.iteration / max(self.seconds, 1e-9)
+        line = f"[neuroloop] t = {sim.time_ns / 1e9:.2f}{of} s   {rate:,.0f} steps/s"
+        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr)
+
+    def end(self) -> None:
+        self.seconds = time.perf_counter() - self.started
+        if self.tty and not self.quiet:
+            print(file=sys.stderr)
+
+
+def _summary(
+    sim: Simulation, wall_s: float, progress: _Progress, recorder: DataPackRecorder | None
+) -> None:
+    simulated_s = sim.time_ns / 1e9
+    loop_s = max(progress.seconds, 1e-9)
+    print(f"simulation   {sim.config.name}")
+    print(f"simulated    {simulated_s:.3f} s in {sim.iteration} loop steps")
+    print(f"wall time    {wall_s:.2f} s ({loop_s:.2f} s in the loop)")
+    print(
+        f"speed        {sim.iteration / loop_s:,.0f} steps/s, {simulated_s / loop_s:.2f}x real time"
+    )
+    ended = "status function" if sim.loop.done else "SimulationTimeout" if sim.done else "--steps"
+    print(f"ended by     {ended}")
+    for key, value in sim.loop.functions.last_status.items():
+        if key != "done":
+            print(f"{key:<12} {value}" if len(key) < 12 else f"{key} {value}")
+    if recorder is not None:
+        print(f"recorded     {recorder.count} datapacks to {recorder.path}")

@@ -1,0 +1,188 @@
+"""The orchestrator's side of one engine: typed calls over gRPC with deadlines.
+
+Every call carries the engine's ``EngineCommandTimeout`` as its deadline, so a hung engine
+is an ``EngineTimeoutError`` naming the engine and the call, never a hang. Every reply's
+absolute time is checked: time that goes backwards is an ``EngineError``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from neuroloop.datapack import DataPackValue
+from neuroloop.errors import EngineError, EngineTimeoutError
+from neuroloop.protocol import codec
+from neuroloop.protocol import engine_pb2 as pb
+from neuroloop.protocol import engine_pb2_grpc as pb_grpc
+from neuroloop.server import CHANNEL_OPTIONS
+
+HEALTH_POLL_S = 0.05
+HEALTH_CALL_TIMEOUT_S = 1.0
+
+
+class EngineUnavailableError(EngineError):
+    """The engine's server could not be reached (it may have exited)."""
+
+
+class StepResult:
+    """A Step call in flight; ``result()`` waits for it and decodes the reply."""
+
+    def __init__(self, client: EngineClient, future: grpc.Future) -> None:
+        self._client = client
+        self._future = future
+
+    def result(self) -> dict[str, DataPackValue | None]:
+        """Wait for the step to finish and return the datapacks it fetched, by name."""
+        reply = self._client._wait("step", self._future.result)
+        self._client._advance_time(reply.time_ns, "step")
+        return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
+
+
+class EngineClient:
+    """Calls one engine server.
+
+    Args:
+        name: The engine's name (``EngineName``), used in every error.
+        address: ``host:port`` or ``unix:/path`` of the engine's server.
+        timeout_s: Deadline of every call (``EngineCommandTimeout``).
+    """
+
+    def __init__(self, name: str, address: str, timeout_s: float) -> None:
+        self.name = name
+        self.address = address
+        self.timeout_s = timeout_s
+        self.time_ns = 0
+        self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
+        self._stub = pb_grpc.EngineStub(self._channel)
+        self._health = health_pb2_grpc.HealthStub(self._channel)
+
+    def wait_ready(self, timeout_s: float, alive: Callable[[], None] | None = None) -> None:
+        """Poll the standard gRPC health service until the server answers SERVING.
+
+        Args:
+            timeout_s: How long to wait in all.
+            alive: Called between polls; raises if the engine's process has died.
+
+        Raises:
+            EngineTimeoutError: If the server is not serving within ``timeout_s``.
+        """
+        deadline = time.monotonic() + timeout_s
+        request = health_pb2.HealthCheckRequest(service="")
+        while True:
+            if alive is not None:
+                alive()
+            try:
+                reply = self._health.Check(request, timeout=HEALTH_CALL_TIMEOUT_S)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise EngineTimeoutError(
+                    f"[{self.name}] launch: the engine server at {self.address} did not answer "
+                    f"health checks within {timeout_s:g} s (EngineLaunchTimeout)"
+                )
+            time.sleep(HEALTH_POLL_S)
+
+    def initialize(self, config: Mapping[str, Any]) -> list[str]:
+        """Send the engine its config section; return the datapack names it offers."""
+        request = pb.InitializeRequest(config_json=json.dumps(config, default=_plain))
+        reply = self._wait(
+            "initialize", lambda: self._stub.Initialize(request, timeout=self.timeout_s)
+        )
+        self.time_ns = reply.time_ns
+        return list(reply.datapack_names)
+
+    def reset(self, seed: int | None) -> int:
+        """Reset the engine; its time starts again from the reply's time."""
+        request = pb.ResetRequest(seed=seed) if seed is not None else pb.ResetRequest()
+        reply = self._wait("reset", lambda: self._stub.Reset(request, timeout=self.timeout_s))
+        self.time_ns = reply.time_ns
+        return self.time_ns
+
+    def step_async(
+        self,
+        to_set: Mapping[str, DataPackValue],
+        timestep_ns: int,
+        get: Sequence[str],
+    ) -> StepResult:
+        """Start one round trip: set datapacks, advance by ``timestep_ns``, fetch ``get``."""
+        request = pb.StepRequest(
+            set=[codec.encode(name, self.name, value) for name, value in to_set.items()],
+            timestep_ns=timestep_ns,
+            get=get,
+        )
+        return StepResult(self, self._stub.Step.future(request, timeout=self.timeout_s))
+
+    def step(
+        self,
+        to_set: Mapping[str, DataPackValue],
+        timestep_ns: int,
+        get: Sequence[str],
+    ) -> dict[str, DataPackValue | None]:
+        """One blocking round trip; see ``step_async``."""
+        return self.step_async(to_set, timestep_ns, get).result()
+
+    def get_datapacks(self, names: Iterable[str]) -> dict[str, DataPackValue | None]:
+        request = pb.GetDataPacksRequest(names=list(names))
+        reply = self._wait("get", lambda: self._stub.GetDataPacks(request, timeout=self.timeout_s))
+        self._advance_time(reply.time_ns, "get")
+        return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
+
+    def set_datapacks(self, values: Mapping[str, DataPackValue]) -> None:
+        request = pb.SetDataPacksRequest(
+            datapacks=[codec.encode(name, self.name, value) for name, value in values.items()]
+        )
+        reply = self._wait("set", lambda: self._stub.SetDataPacks(request, timeout=self.timeout_s))
+        self._advance_time(reply.time_ns, "set")
+
+    def shutdown(self, timeout_s: float | None = None) -> None:
+        """Ask the engine to shut down and stop serving."""
+        deadline = self.timeout_s if timeout_s is None else timeout_s
+        self._wait("shutdown", lambda: self._stub.Shutdown(pb.ShutdownRequest(), timeout=deadline))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def _advance_time(self, time_ns: int, verb: str) -> None:
+        if time_ns < self.time_ns:
+            raise EngineError(
+                f"[{self.name}] {verb}: engine time went backwards: expected at least "
+                f"{self.time_ns} ns. Received: time_ns={time_ns}"
+            )
+        self.time_ns = time_ns
+
+    def _wait(self, verb: str, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except grpc.RpcError as error:
+            raise self._translate(verb, error) from None
+
+    def _translate(self, verb: str, error: grpc.RpcError) -> EngineError:
+        code = error.code()  # type: ignore[attr-defined]
+        details = error.details() or ""  # type: ignore[attr-defined]
+        if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            return EngineTimeoutError(
+                f"[{self.name}] {verb}: no answer within {self.timeout_s:g} s "
+                "(EngineCommandTimeout); the engine may be hung"
+            )
+        if code == grpc.StatusCode.UNAVAILABLE:
+            return EngineUnavailableError(
+                f"[{self.name}] {verb}: engine server at {self.address} is unavailable ({details})"
+            )
+        if details.startswith(f"[{self.name}]"):
+            return EngineError(details)
+        return EngineError(f"[{self.name}] {verb}: {code.name}: {details}")
+
+
+def _plain(value: object) -> object:
+    """JSON encoder fallback: read-only mappings (frozen config sections) become dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")

@@ -1,0 +1,406 @@
+"""Transceiver, preprocessing and status functions, declared NRP-core style.
+
+A function file declares what each function reads and whom it feeds::
+
+    from neuroloop.functions import EngineDataPack, TransceiverFunction
+    from neuroloop.datapack import DataPackIdentifier, JsonDataPack
+
+    @EngineDataPack(keyword="obs", id=DataPackIdentifier("observation", "env"))
+    @TransceiverFunction("env")
+    def controller(obs):
+        action = JsonDataPack("action", "env")
+        ...
+        return [action]
+
+Each file is loaded in a module of its own. ``FunctionManager`` runs the loaded functions in
+NRP-core's order: preprocessing functions of the engines that are due, then their
+transceiver functions, then the status function.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import enum
+import functools
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
+from neuroloop.errors import ConfigError, NeuroloopError
+
+_simulation_time_ns: contextvars.ContextVar[int] = contextvars.ContextVar("time_ns", default=0)
+_simulation_iteration: contextvars.ContextVar[int] = contextvars.ContextVar("iteration", default=0)
+
+
+class FunctionKind(enum.Enum):
+    TRANSCEIVER = "transceiver"
+    PREPROCESSING = "preprocessing"
+    STATUS = "status"
+
+
+class SimulationStatus(dict[str, Any]):
+    """What a status function reports besides its datapacks (NRP-core name).
+
+    Set ``status["done"] = True`` to end the simulation; every other key is reported, e.g. the
+    task metric, which ``neuroloop run`` prints in its summary.
+    """
+
+
+class FunctionError(NeuroloopError):
+    """A user function raised, or returned something other than datapacks."""
+
+
+@dataclass(frozen=True)
+class DataPackInput:
+    """One datapack a function reads, passed as keyword argument ``keyword``."""
+
+    keyword: str
+    id: DataPackIdentifier
+    preprocessed: bool
+
+
+class DataPackFunction:
+    """A user function plus what the decorators declared about it.
+
+    Args:
+        func: The plain Python function.
+    """
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.kind: FunctionKind | None = None
+        self.engine: str | None = None
+        self.inputs: list[DataPackInput] = []
+        self.time_keyword: str | None = None
+        self.iteration_keyword: str | None = None
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+
+def _declared(obj: Callable[..., Any]) -> DataPackFunction:
+    return obj if isinstance(obj, DataPackFunction) else DataPackFunction(obj)
+
+
+class EngineDataPack:
+    """Pass the latest datapack ``id`` from its engine as argument ``keyword``."""
+
+    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=False)
+
+    def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
+        function = _declared(obj)
+        function.inputs.insert(0, self.input)
+        return function
+
+
+class PreprocessedDataPack(EngineDataPack):
+    """Pass the datapack ``id`` that a preprocessing function produced as ``keyword``."""
+
+    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=True)
+
+
+class _Kind:
+    kind: FunctionKind
+
+    def __init__(self, engine: str | None = None) -> None:
+        self.engine = engine
+
+    def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
+        function = _declared(obj)
+        function.kind = self.kind
+        function.engine = self.engine
+        return function
+
+
+class TransceiverFunction(_Kind):
+    """Run before engine ``engine`` is stepped; the datapacks returned are sent to their engines."""
+
+    kind = FunctionKind.TRANSCEIVER
+
+    def __init__(self, engine: str) -> None:
+        super().__init__(engine)
+
+
+class PreprocessingFunction(_Kind):
+    """Run when ``engine``'s datapacks arrive; the datapacks returned feed transceivers."""
+
+    kind = FunctionKind.PREPROCESSING
+
+    def __init__(self, engine: str) -> None:
+        super().__init__(engine)
+
+
+class StatusFunction(_Kind):
+    """Run once per loop iteration; returns ``(done, datapacks)`` or ``(status, datapacks)``.
+
+    ``done`` is a bool; ``status`` a ``SimulationStatus`` (or dict) whose ``"done"`` key ends
+    the simulation and whose other keys are reported.
+    """
+
+    kind = FunctionKind.STATUS
+
+    def __init__(self) -> None:
+        super().__init__(None)
+
+
+class SimulationTime:
+    """Pass the simulation time in integer nanoseconds as argument ``keyword``."""
+
+    def __init__(self, keyword: str) -> None:
+        self.keyword = keyword
+
+    def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
+        function = _declared(obj)
+        function.time_keyword = self.keyword
+        return function
+
+
+class SimulationIteration(SimulationTime):
+    """Pass the loop iteration number (from 0) as argument ``keyword``."""
+
+    def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
+        function = _declared(obj)
+        function.iteration_keyword = self.keyword
+        return function
+
+
+def getSimulationTime() -> int:
+    """The simulation time of the function now running, in nanoseconds (NRP-core name)."""
+    return _simulation_time_ns.get()
+
+
+def getSimulationIteration() -> int:
+    """The loop iteration of the function now running (NRP-core name)."""
+    return _simulation_iteration.get()
+
+
+@dataclass(frozen=True)
+class LoadedFunction:
+    """A declared function loaded from a config entry."""
+
+    label: str
+    """The config's ``Name`` (plus ``:function`` when a file defines several)."""
+    file: Path
+    function: DataPackFunction
+
+
+def load_function_file(path: Path) -> ModuleType:
+    """Execute a function file in a module of its own and return the module.
+
+    The file's folder is put on ``sys.path`` so it can import its neighbours.
+    """
+    directory = str(path.parent)
+    if directory not in sys.path:
+        sys.path.append(directory)
+    module_name = f"neuroloop_functions_{path.stem}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise ConfigError(str(path), "", "a Python file", "a file Python cannot load")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def declared_functions(module: ModuleType) -> list[DataPackFunction]:
+    """Every decorated function a module defines, in definition order."""
+    return [obj for obj in vars(module).values() if isinstance(obj, DataPackFunction) and obj.kind]
+
+
+def load_functions(
+    label: str,
+    path: Path,
+    kinds: Iterable[FunctionKind],
+    engines: Sequence[str],
+    config_file: str,
+    json_path: str,
+) -> list[LoadedFunction]:
+    """Load the functions of ``kinds`` a file defines and check the engines they name.
+
+    Args:
+        label: The config entry's ``Name``.
+        path: The function file.
+        kinds: Which kinds of function this config entry may hold.
+        engines: Names of the simulation's engines.
+        config_file: The config file, for errors.
+        json_path: The entry's JSON path in the config, for errors.
+
+    Raises:
+        ConfigError: If the file defines no such function, or a function names an engine
+            that does not exist.
+    """
+    allowed = set(kinds)
+    found = [f for f in declared_functions(load_function_file(path)) if f.kind in allowed]
+    if not found:
+        decorators = " or ".join(f"@{k.value}" for k in sorted(allowed, key=lambda k: k.value))
+        raise ConfigError(
+            config_file,
+            json_path,
+            f"{path.name} to define a function decorated as {decorators}",
+            "no such function",
+        )
+    loaded = []
+    for function in found:
+        named = [function.engine] if function.engine else []
+        named += [spec.id.engine_name for spec in function.inputs]
+        for engine in named:
+            if engine not in engines:
+                raise ConfigError(
+                    config_file,
+                    json_path,
+                    f"function {function.__name__!r} in {path.name} to name one of the "
+                    f"simulation's engines ({', '.join(engines)})",
+                    f"engine={engine!r}",
+                )
+        name = label if len(found) == 1 else f"{label}:{function.__name__}"
+        loaded.append(LoadedFunction(name, path, function))
+    return loaded
+
+
+@dataclass
+class DataPackStore:
+    """The latest datapack of each id, from engines and from preprocessing functions."""
+
+    engine: dict[DataPackIdentifier, DataPack] = field(default_factory=dict)
+    preprocessed: dict[DataPackIdentifier, DataPack] = field(default_factory=dict)
+
+    def update(self, engine: str, values: Mapping[str, DataPackValue | None]) -> None:
+        """Store datapacks that just arrived from ``engine`` and mark them updated."""
+        for name, value in values.items():
+            datapack = DataPack(name, engine, value)
+            datapack.mark_updated(True)
+            self.engine[datapack.id] = datapack
+
+    def clear_updated(self) -> None:
+        for datapack in self.engine.values():
+            datapack.mark_updated(False)
+
+    def lookup(self, spec: DataPackInput) -> DataPack:
+        pool = self.preprocessed if spec.preprocessed else self.engine
+        datapack = pool.get(spec.id)
+        if datapack is None:
+            return DataPack(spec.id.name, spec.id.engine_name)
+        return datapack
+
+
+class FunctionManager:
+    """Runs loaded functions in NRP-core's order and collects what they send to engines.
+
+    Args:
+        functions: Transceiver and preprocessing functions (inactive ones already left out).
+        status: The status function, if any.
+    """
+
+    def __init__(self, functions: Sequence[LoadedFunction], status: LoadedFunction | None) -> None:
+        self.preprocessing = [f for f in functions if f.function.kind is FunctionKind.PREPROCESSING]
+        self.transceivers = [f for f in functions if f.function.kind is FunctionKind.TRANSCEIVER]
+        self.status = status
+        self.last_status: dict[str, Any] = {}
+        """The last ``SimulationStatus`` the status function returned (reported by the CLI)."""
+
+    def requested(self, engine: str) -> list[str]:
+        """Names of the datapacks that functions read from ``engine``."""
+        everything = [*self.preprocessing, *self.transceivers]
+        if self.status is not None:
+            everything.append(self.status)
+        names = {
+            spec.id.name
+            for loaded in everything
+            for spec in loaded.function.inputs
+            if not spec.preprocessed and spec.id.engine_name == engine
+        }
+        return sorted(names)
+
+    def run(
+        self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int
+    ) -> tuple[bool, list[DataPack]]:
+        """Run the functions for the engines in ``due``; return ``(done, datapacks to send)``."""
+        due = set(due)
+        time_token = _simulation_time_ns.set(time_ns)
+        iteration_token = _simulation_iteration.set(iteration)
+        try:
+            for loaded in self.preprocessing:
+                if loaded.function.engine in due:
+                    for datapack in self._call(loaded, store, time_ns, iteration):
+                        store.preprocessed[datapack.id] = datapack
+            outgoing: list[DataPack] = []
+            for loaded in self.transceivers:
+                if loaded.function.engine in due:
+                    outgoing += self._call(loaded, store, time_ns, iteration)
+            done = False
+            if self.status is not None:
+                done, datapacks = self._status(self.status, store, time_ns, iteration)
+                outgoing += datapacks
+            return done, outgoing
+        finally:
+            _simulation_time_ns.reset(time_token)
+            _simulation_iteration.reset(iteration_token)
+
+    def _arguments(
+        self, function: DataPackFunction, store: DataPackStore, time_ns: int, iteration: int
+    ) -> dict[str, Any]:
+        arguments: dict[str, Any] = {spec.keyword: store.lookup(spec) for spec in function.inputs}
+        if function.time_keyword:
+            arguments[function.time_keyword] = time_ns
+        if function.iteration_keyword:
+            arguments[function.iteration_keyword] = iteration
+        return arguments
+
+    def _invoke(
+        self, loaded: LoadedFunction, store: DataPackStore, time_ns: int, iteration: int
+    ) -> Any:
+        function = loaded.function
+        try:
+            return function(**self._arguments(function, store, time_ns, iteration))
+        except NeuroloopError:
+            raise
+        except Exception as error:
+            raise FunctionError(
+                f"function {loaded.label!r} ({loaded.file.name}) raised at t={time_ns} ns: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+    def _call(
+        self, loaded: LoadedFunction, store: DataPackStore, time_ns: int, iteration: int
+    ) -> list[DataPack]:
+        return _datapacks(loaded, self._invoke(loaded, store, time_ns, iteration))
+
+    def _status(
+        self, loaded: LoadedFunction, store: DataPackStore, time_ns: int, iteration: int
+    ) -> tuple[bool, list[DataPack]]:
+        result = self._invoke(loaded, store, time_ns, iteration)
+        datapacks: Any = []
+        if isinstance(result, tuple) and len(result) == 2:
+            result, datapacks = result
+        if isinstance(result, Mapping):
+            self.last_status = dict(result)
+            return bool(result.get("done", False)), _datapacks(loaded, datapacks)
+        if isinstance(result, bool | np.bool_):
+            return bool(result), _datapacks(loaded, datapacks)
+        raise FunctionError(
+            f"status function {loaded.label!r} ({loaded.file.name}): expected (done, [datapacks]) "
+            f"or (SimulationStatus, [datapacks]) with done a bool. Received: {result!r:.200}"
+        )
+
+
+def _datapacks(loaded: LoadedFunction, result: Any) -> list[DataPack]:
+    if result is None:
+        return []
+    if isinstance(result, DataPack):
+        result = [result]
+    if not isinstance(result, list | tuple) or not all(isinstance(d, DataPack) for d in result):
+        raise FunctionError(
+            f"function {loaded.label!r} ({loaded.file.name}): expected a list of datapacks. "
+            f"Received: {result!r:.200}"
+        )
+    return list(result)

@@ -1,0 +1,173 @@
+"""FTILoop: advance engines with their own timesteps in fixed time increments.
+
+Each engine is stepped whenever simulated time reaches its next due time. At time t, for
+the engines due at t, in NRP-core's order:
+
+1. the steps they started earlier (which end at t) are collected: the datapacks functions
+   asked for arrive in one round trip with the step itself, and are cached;
+2. their preprocessing functions run, then their transceiver functions, then the status
+   function (every iteration);
+3. each due engine gets one Step call: set what the functions sent it, advance by its
+   timestep, return the datapacks functions read from it. Steps of engines due at the same
+   time run concurrently; the loop moves on to the next due time without waiting for them
+   until it needs their results.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from neuroloop.datapack import DataPack, DataPackValue
+from neuroloop.errors import EngineError
+from neuroloop.functions import DataPackStore, FunctionManager
+
+
+class PendingStep(Protocol):
+    def result(self) -> dict[str, DataPackValue | None]: ...
+
+
+class SteppableEngine(Protocol):
+    """What the loop needs of an engine client."""
+
+    name: str
+    time_ns: int
+
+    def step_async(
+        self, to_set: Mapping[str, DataPackValue], timestep_ns: int, get: Sequence[str]
+    ) -> PendingStep: ...
+
+
+class Recorder(Protocol):
+    """Receives every datapack exchanged (``direction`` is ``"from_engine"`` or ``"to_engine"``)."""
+
+    def record(
+        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue | None
+    ) -> None: ...
+
+
+@dataclass
+class _Slot:
+    engine: SteppableEngine
+    timestep_ns: int
+    requested: list[str]
+    due_ns: int = 0
+    pending: PendingStep | None = None
+
+
+class FTILoop:
+    """The fixed-time-increment loop over a set of engines.
+
+    Args:
+        engines: Engine clients paired with their ``EngineTimestep`` in nanoseconds.
+        functions: The loaded functions.
+        recorder: Optional sink for every datapack exchanged.
+    """
+
+    def __init__(
+        self,
+        engines: Sequence[tuple[SteppableEngine, int]],
+        functions: FunctionManager,
+        recorder: Recorder | None = None,
+    ) -> None:
+        for engine, timestep_ns in engines:
+            if timestep_ns <= 0:
+                raise ValueError(
+                    f"[{engine.name}] EngineTimestep: expected > 0 ns. Received: {timestep_ns}"
+                )
+        self.functions = functions
+        self.recorder = recorder
+        self.store = DataPackStore()
+        self.time_ns = 0
+        self.iteration = 0
+        self.done = False
+        self._slots = [_Slot(e, dt, functions.requested(e.name)) for e, dt in engines]
+        self._outbox: dict[str, dict[str, DataPackValue]] = {e.name: {} for e, _ in engines}
+
+    @property
+    def requested(self) -> dict[str, list[str]]:
+        """Datapack names the functions read, by engine."""
+        return {slot.engine.name: slot.requested for slot in self._slots}
+
+    def restart(self, initial: Mapping[str, Mapping[str, DataPackValue | None]]) -> None:
+        """Start again at time 0 from each engine's initial datapacks (after init or reset)."""
+        self.time_ns = 0
+        self.iteration = 0
+        self.done = False
+        self.store = DataPackStore()
+        for slot in self._slots:
+            slot.due_ns = 0
+            slot.pending = None
+            self._outbox[slot.engine.name] = {}
+            self._arrived(slot, initial.get(slot.engine.name, {}))
+
+    def run_until(self, stop_ns: int) -> bool:
+        """Advance simulated time to ``stop_ns``; return True if the status function ended it.
+
+        On return every step that ends at or before ``stop_ns`` has been collected, so the
+        cached datapacks show the state at ``stop_ns``.
+        """
+        while not self.done:
+            now = min(slot.due_ns for slot in self._slots)
+            if now >= stop_ns:
+                break
+            self._iterate(now)
+        if not self.done:
+            self.time_ns = max(self.time_ns, stop_ns)
+        self.collect(lambda slot: slot.due_ns <= self.time_ns)
+        return self.done
+
+    def collect(self, which: Callable[[_Slot], bool] | None = None) -> None:
+        """Wait for pending steps (all, or those a predicate selects) and cache their results."""
+        for slot in self._slots:
+            if slot.pending is not None and (which is None or which(slot)):
+                pending, slot.pending = slot.pending, None
+                self._arrived(slot, pending.result())
+                if slot.engine.time_ns != slot.due_ns:
+                    raise EngineError(
+                        f"[{slot.engine.name}] step: expected engine time {slot.due_ns} ns. "
+                        f"Received: time_ns={slot.engine.time_ns}"
+                    )
+
+    def _iterate(self, now: int) -> None:
+        self.time_ns = now
+        due = [slot for slot in self._slots if slot.due_ns == now]
+        self.collect(lambda slot: slot in due)
+        done, outgoing = self.functions.run(
+            (slot.engine.name for slot in due), self.store, now, self.iteration
+        )
+        self.store.clear_updated()
+        self._post(outgoing)
+        self.iteration += 1
+        if done:
+            self.done = True
+            return
+        for slot in due:
+            name = slot.engine.name
+            to_set, self._outbox[name] = self._outbox[name], {}
+            if self.recorder is not None:
+                for key, value in to_set.items():
+                    self.recorder.record(now, "to_engine", name, key, value)
+            slot.pending = slot.engine.step_async(to_set, slot.timestep_ns, slot.requested)
+            slot.due_ns = now + slot.timestep_ns
+
+    def _post(self, outgoing: list[DataPack]) -> None:
+        for datapack in outgoing:
+            box = self._outbox.get(datapack.engine_name)
+            if box is None:
+                raise EngineError(
+                    f"datapack {datapack.name!r}: expected a receiving engine among "
+                    f"{', '.join(self._outbox)}. Received: engine_name={datapack.engine_name!r}"
+                )
+            if datapack.data is None:
+                continue
+            box[datapack.name] = datapack.data
+
+    def _arrived(self, slot: _Slot, values: Mapping[str, DataPackValue | None]) -> None:
+        name = slot.engine.name
+        self.store.update(name, values)
+        if self.recorder is not None:
+            time_ns = slot.engine.time_ns
+            for key, value in values.items():
+                self.recorder.record(time_ns, "from_engine", name, key, value)

@@ -1,0 +1,216 @@
+"""The gRPC server that serves any Engine: a thin servicer plus health checks and signals.
+
+Each RPC is a few lines: proto -> numpy -> ``EngineHost`` call -> proto. Errors the engine
+raises go back as gRPC status details that name the engine and the call, e.g.
+``[physics] step: ValueError: ...``; ``ValueError``/``KeyError``/``TypeError`` map to
+INVALID_ARGUMENT, anything else to INTERNAL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Iterable
+from concurrent import futures
+from typing import TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from neuroloop.engine import Engine, EngineHost
+from neuroloop.protocol import codec
+from neuroloop.protocol import engine_pb2 as pb
+from neuroloop.protocol import engine_pb2_grpc as pb_grpc
+
+READY_PREFIX = "NEUROLOOP-ENGINE-READY"
+"""First word of the line an engine server prints on stdout once it accepts calls."""
+
+MAX_MESSAGE_BYTES = 512 * 1024 * 1024
+"""Largest message either side accepts: batched camera images exceed gRPC's 4 MB default."""
+
+CHANNEL_OPTIONS = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+)
+SERVER_OPTIONS = (
+    *CHANNEL_OPTIONS,
+    # Without this, gRPC lets a second server bind a port that is already taken.
+    ("grpc.so_reuseport", 0),
+)
+PARENT_POLL_S = 0.5
+STOP_GRACE_S = 2.0
+USER_ERRORS = (ValueError, KeyError, TypeError)
+
+Reply = TypeVar("Reply")
+
+
+class EngineServicer(pb_grpc.EngineServicer):
+    """Serves one hosted engine over the ``neuroloop.v1.Engine`` service.
+
+    Args:
+        host: The engine host to call.
+        on_shutdown: Called after the Shutdown RPC has shut the engine down.
+    """
+
+    def __init__(self, host: EngineHost, on_shutdown: Callable[[], None]) -> None:
+        self.host = host
+        self.on_shutdown = on_shutdown
+
+    def _call(
+        self,
+        context: grpc.ServicerContext,
+        verb: str,
+        call: Callable[[], Reply],
+        empty: type[Reply],
+    ) -> Reply:
+        try:
+            return call()
+        except USER_ERRORS as error:
+            code, details = grpc.StatusCode.INVALID_ARGUMENT, _describe(self.host.name, verb, error)
+        except Exception as error:
+            print(traceback.format_exc(), file=sys.stderr, flush=True)
+            code, details = grpc.StatusCode.INTERNAL, _describe(self.host.name, verb, error)
+        context.set_code(code)
+        context.set_details(details)
+        return empty()
+
+    def Initialize(
+        self, request: pb.InitializeRequest, context: grpc.ServicerContext
+    ) -> pb.InitializeReply:
+        def initialize() -> pb.InitializeReply:
+            names = self.host.initialize(json.loads(request.config_json))
+            return pb.InitializeReply(time_ns=self.host.time_ns, datapack_names=names)
+
+        return self._call(context, "initialize", initialize, pb.InitializeReply)
+
+    def Reset(self, request: pb.ResetRequest, context: grpc.ServicerContext) -> pb.TimeReply:
+        seed = request.seed if request.HasField("seed") else None
+        return self._call(
+            context, "reset", lambda: pb.TimeReply(time_ns=self.host.reset(seed)), pb.TimeReply
+        )
+
+    def Step(self, request: pb.StepRequest, context: grpc.ServicerContext) -> pb.StepReply:
+        return self._call(
+            context,
+            "step",
+            lambda: self._step(request.set, request.timestep_ns, request.get),
+            pb.StepReply,
+        )
+
+    def GetDataPacks(
+        self, request: pb.GetDataPacksRequest, context: grpc.ServicerContext
+    ) -> pb.StepReply:
+        return self._call(context, "get", lambda: self._step((), 0, request.names), pb.StepReply)
+
+    def SetDataPacks(
+        self, request: pb.SetDataPacksRequest, context: grpc.ServicerContext
+    ) -> pb.TimeReply:
+        return self._call(
+            context,
+            "set",
+            lambda: pb.TimeReply(time_ns=self._step(request.datapacks, 0, ()).time_ns),
+            pb.TimeReply,
+        )
+
+    def Shutdown(self, request: pb.ShutdownRequest, context: grpc.ServicerContext) -> pb.TimeReply:
+        def shutdown() -> pb.TimeReply:
+            time_ns = self.host.shutdown()
+            self.on_shutdown()
+            return pb.TimeReply(time_ns=time_ns)
+
+        return self._call(context, "shutdown", shutdown, pb.TimeReply)
+
+    def _step(
+        self, to_set: Iterable[pb.DataPack], timestep_ns: int, names: Iterable[str]
+    ) -> pb.StepReply:
+        decoded = [(name, value) for name, _, value in map(codec.decode, to_set)]
+        time_ns, values = self.host.step(decoded, timestep_ns, names)
+        engine = self.host.name
+        return pb.StepReply(
+            time_ns=time_ns,
+            datapacks=[
+                codec.encode(name, engine, value) if value is not None else _empty(name, engine)
+                for name, value in values.items()
+            ],
+        )
+
+
+def _empty(name: str, engine: str) -> pb.DataPack:
+    return pb.DataPack(id=pb.DataPackId(name=name, engine=engine))
+
+
+def _describe(engine: str, verb: str, error: BaseException) -> str:
+    message = str(error)
+    prefix = f"[{engine}] {verb}:"
+    if message.startswith(f"[{engine}]"):
+        return message
+    return f"{prefix} {type(error).__name__}: {message}"
+
+
+def serve(
+    engine: Engine,
+    address: str,
+    *,
+    fallback_port: bool = False,
+    parent_pid: int | None = None,
+) -> None:
+    """Serve ``engine`` at ``address`` until Shutdown, SIGTERM, SIGINT or the parent's death.
+
+    Prints ``NEUROLOOP-ENGINE-READY name=NAME address=ADDRESS`` on stdout once serving,
+    which is how the launcher learns the port actually bound.
+
+    Args:
+        engine: The engine to serve.
+        address: ``host:port`` (port 0 picks a free one) or ``unix:/path``.
+        fallback_port: Bind a free port on the same host when ``address``'s port is taken.
+        parent_pid: Stop when this process is gone, so no engine outlives its orchestrator.
+    """
+    stop = threading.Event()
+    host = EngineHost(engine)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
+    pb_grpc.add_EngineServicer_to_server(EngineServicer(host, stop.set), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = _bind(server, address, fallback_port, engine.name)
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    if parent_pid is not None:
+        threading.Thread(target=_watch_parent, args=(parent_pid, stop), daemon=True).start()
+    print(f"{READY_PREFIX} name={engine.name} address={bound}", flush=True)
+    while not stop.wait(PARENT_POLL_S):
+        pass
+    health_servicer.enter_graceful_shutdown()
+    server.stop(STOP_GRACE_S).wait()
+    host.shutdown()
+
+
+def _bind(server: grpc.Server, address: str, fallback_port: bool, name: str) -> str:
+    if address.startswith("unix:"):
+        if server.add_insecure_port(address) == 0:
+            raise RuntimeError(f"[{name}] cannot bind the Unix socket {address}")
+        return address
+    host, _, port = address.rpartition(":")
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError:
+        bound = 0
+    if bound == 0 and fallback_port:
+        print(f"[{name}] port {port} is taken; binding a free port on {host}", file=sys.stderr)
+        bound = server.add_insecure_port(f"{host}:0")
+    if bound == 0:
+        raise RuntimeError(
+            f"[{name}] cannot bind {address}: the port is taken or the host is unknown"
+        )
+    return f"{host}:{bound}"
+
+
+def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
+    while not stop.wait(PARENT_POLL_S):
+        if os.getppid() != parent_pid:
+            stop.set()

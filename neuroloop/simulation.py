@@ -1,0 +1,298 @@
+"""Simulation = config + launcher + engine clients + FTILoop: the object users script.
+
+::
+
+    with Simulation.from_config("simulation_configs/pendulum_pd.json") as sim:
+        sim.step(100)
+        print(sim.time_ns, sim.datapack("observation", "env"))
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from neuroloop.client import EngineClient
+from neuroloop.config import EngineConfig, SimulationConfig, load_config
+from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
+from neuroloop.errors import ConfigError, EngineCrashError, EngineError
+from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, load_functions
+from neuroloop.launcher import Launcher, ManagedProcess
+from neuroloop.loop import FTILoop, Recorder
+
+SHUTDOWN_TIMEOUT_S = 5.0
+"""How long each engine gets to answer the Shutdown call at the end of a simulation."""
+
+LOOPBACK_ANY_PORT = "127.0.0.1:0"
+
+
+class Simulation:
+    """A running simulation: engines started, initialized and wired to the functions.
+
+    Args:
+        config: The loaded simulation config.
+        recorder: Optional sink for every datapack exchanged.
+        echo_engine_output: Forward engines' stdout lines, prefixed with the engine name.
+    """
+
+    def __init__(
+        self,
+        config: SimulationConfig,
+        *,
+        recorder: Recorder | None = None,
+        echo_engine_output: bool = True,
+    ) -> None:
+        self.config = config
+        self.recorder = recorder
+        self.launcher = Launcher(echo_stdout=echo_engine_output)
+        self.clients: dict[str, EngineClient] = {}
+        self.processes: dict[str, ManagedProcess] = {}
+        self.datapack_names: dict[str, list[str]] = {}
+        self._loop: FTILoop | None = None
+
+    @classmethod
+    def from_config(
+        cls, path: str | Path, overrides: Sequence[str] = (), **kwargs: Any
+    ) -> Simulation:
+        """Load a JSON or YAML config (with ``-o`` style overrides) into a Simulation."""
+        return cls(load_config(path, overrides), **kwargs)
+
+    def __enter__(self) -> Simulation:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Load functions, start engines, wait until they serve, initialize them."""
+        functions = self._load_functions()
+        for process in self.config.external_processes:
+            command = [*shlex.split(process.proc_cmd), *process.proc_start_params]
+            self.launcher.start(process.name, command, dict(process.env_params))
+        for engine in self.config.engines:
+            if engine.launch_type == "BasicFork":
+                self.processes[engine.name] = self.launcher.start(
+                    engine.name, self._engine_command(engine), dict(engine.env_params)
+                )
+        with self._diagnosing():
+            for engine in self.config.engines:
+                self.clients[engine.name] = self._connect(engine)
+            with ThreadPoolExecutor(len(self.clients)) as pool:
+                names = pool.map(
+                    lambda e: self.clients[e.name].initialize(e.section), self.config.engines
+                )
+                self.datapack_names = dict(zip(self.clients, names, strict=True))
+        self._loop = FTILoop(
+            [(self.clients[e.name], e.timestep_ns) for e in self.config.engines],
+            functions,
+            self.recorder,
+        )
+        self._restart()
+
+    def reset(self, seed: int | None = None) -> None:
+        """Reset every engine (with ``seed``) and start again at time 0."""
+        loop = self.loop
+        with self._diagnosing():
+            loop.collect()
+            with ThreadPoolExecutor(len(self.clients)) as pool:
+                list(pool.map(lambda client: client.reset(seed), self.clients.values()))
+        self._restart()
+
+    def close(self) -> None:
+        """Shut engines down, then stop every process the simulation started."""
+        for client in self.clients.values():
+            try:
+                client.shutdown(SHUTDOWN_TIMEOUT_S)
+            except EngineError:
+                pass  # the process is stopped below either way
+            client.close()
+        self.clients.clear()
+        self.launcher.stop_all()
+
+    # -- running ---------------------------------------------------------------------------
+
+    @property
+    def loop(self) -> FTILoop:
+        if self._loop is None:
+            raise RuntimeError("the simulation is not started: use it as a context manager")
+        return self._loop
+
+    @property
+    def time_ns(self) -> int:
+        return self.loop.time_ns
+
+    @property
+    def iteration(self) -> int:
+        return self.loop.iteration
+
+    @property
+    def done(self) -> bool:
+        """True once the status function or SimulationTimeout ended the simulation."""
+        timeout = self.config.timeout_ns
+        return self.loop.done or (timeout > 0 and self.loop.time_ns >= timeout)
+
+    def step(self, n: int = 1) -> bool:
+        """Advance by ``n`` SimulationTimesteps; return True if the simulation is done."""
+        with self._diagnosing():
+            stop = self.loop.time_ns + n * self.config.timestep_ns
+            if self.config.timeout_ns > 0:
+                stop = min(stop, self.config.timeout_ns)
+            self.loop.run_until(stop)
+        return self.done
+
+    def run_until_timeout(self, progress: Callable[[Simulation], None] | None = None) -> None:
+        """Step until SimulationTimeout or the status function ends the run.
+
+        Args:
+            progress: Called after every SimulationTimestep (e.g. to print progress).
+        """
+        if self.config.timeout_ns <= 0 and self.functions_cannot_stop:
+            raise ConfigError(
+                str(self.config.path),
+                "SimulationTimeout",
+                "a timeout > 0 s or a StatusFunction, or the run would never end",
+                "SimulationTimeout=0 and no StatusFunction",
+            )
+        while not self.step():
+            if progress is not None:
+                progress(self)
+        if progress is not None:
+            progress(self)
+
+    @property
+    def functions_cannot_stop(self) -> bool:
+        return self.loop.functions.status is None
+
+    def datapack(self, name: str, engine: str) -> DataPackValue | None:
+        """The latest value of datapack ``name`` of ``engine``, fetched if no function reads it."""
+        cached = self.loop.store.engine.get(DataPackIdentifier(name, engine))
+        if cached is not None:
+            return cached.data
+        client = self._client(engine)
+        with self._diagnosing():
+            self.loop.collect(lambda slot: slot.engine is client)
+            return client.get_datapacks([name])[name]
+
+    def set_datapack(self, name: str, engine: str, value: DataPackValue) -> None:
+        """Send ``value`` to ``engine`` with its next step."""
+        self._client(engine)
+        self.loop._post([DataPack(name, engine, value)])
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _client(self, engine: str) -> EngineClient:
+        client = self.clients.get(engine)
+        if client is None:
+            raise KeyError(f"no engine {engine!r}; the simulation has {', '.join(self.clients)}")
+        return client
+
+    def _restart(self) -> None:
+        loop = self.loop
+        with self._diagnosing():
+            initial = {
+                name: self.clients[name].get_datapacks(requested)
+                for name, requested in loop.requested.items()
+            }
+        loop.restart(initial)
+
+    def _load_functions(self) -> FunctionManager:
+        config = self.config
+        engines = [e.name for e in config.engines]
+        loaded: list[LoadedFunction] = []
+        for index, entry in enumerate(config.functions):
+            if entry.is_active:
+                loaded += load_functions(
+                    entry.name,
+                    entry.file,
+                    (FunctionKind.TRANSCEIVER, FunctionKind.PREPROCESSING),
+                    engines,
+                    str(config.path),
+                    f"DataPackProcessingFunctions[{index}]",
+                )
+        status = None
+        if config.status_function is not None:
+            found = load_functions(
+                config.status_function.name,
+                config.status_function.file,
+                (FunctionKind.STATUS,),
+                engines,
+                str(config.path),
+                "StatusFunction",
+            )
+            if len(found) > 1:
+                raise ConfigError(
+                    str(config.path),
+                    "StatusFunction",
+                    f"exactly one @StatusFunction in {config.status_function.file.name}",
+                    f"{len(found)} status functions",
+                )
+            status = found[0]
+        return FunctionManager(loaded, status)
+
+    def _engine_command(self, engine: EngineConfig) -> list[str]:
+        if engine.proc_cmd:
+            if not engine.server_address:
+                raise ConfigError(
+                    str(self.config.path),
+                    f"EngineConfigs.EngineName:{engine.name}.ServerAddress",
+                    "the address the custom EngineProcCmd serves at",
+                    "ServerAddress=''",
+                )
+            return [*shlex.split(engine.proc_cmd), *engine.proc_start_params]
+        return [
+            sys.executable,
+            "-m",
+            "neuroloop",
+            "engine",
+            "--engine",
+            engine.engine_class,
+            "--name",
+            engine.name,
+            "--address",
+            engine.server_address or LOOPBACK_ANY_PORT,
+            "--fallback-port",
+            "--parent-pid",
+            str(os.getpid()),
+            *engine.proc_start_params,
+        ]
+
+    def _connect(self, engine: EngineConfig) -> EngineClient:
+        process = self.processes.get(engine.name)
+        address = engine.server_address
+        if process is not None and not engine.proc_cmd:
+            address = self.launcher.wait_announced(process, engine.launch_timeout_s)
+        client = EngineClient(engine.name, address, engine.command_timeout_s)
+        client.wait_ready(engine.launch_timeout_s, process.check_alive if process else None)
+        return client
+
+    @contextmanager
+    def _diagnosing(self) -> Iterator[None]:
+        """Turn an engine call failure into a crash report when an engine process has died."""
+        try:
+            yield
+        except EngineError as error:
+            for process in self.processes.values():
+                status = process.returncode()
+                if status is not None:
+                    raise EngineCrashError(process.describe_exit(status)) from error
+            raise
+

@@ -1,0 +1,1 @@
+"""NRP-core datapack types."""

@@ -1,0 +1,1 @@
+"""NRP-core Python engine script bases."""

@@ -1,0 +1,36 @@
+"""Read the process table: which engine processes a given orchestrator left behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def engine_processes(parent_pid: int) -> list[tuple[int, str]]:
+    """Live engine servers started by ``parent_pid`` (they carry ``--parent-pid PARENT``)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().split(") ")[-1].split()[0]
+        except OSError:
+            continue
+        args = [a.decode(errors="replace") for a in argv if a]
+        if state == "Z" or "engine" not in args or "--parent-pid" not in args:
+            continue
+        if args[args.index("--parent-pid") + 1] == str(parent_pid):
+            found.append((int(entry.name), " ".join(args)))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """True if ``pid`` exists and is not a zombie."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(") ")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
