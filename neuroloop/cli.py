@@ -29,6 +29,8 @@ PROGRESS_INTERVAL_S = 1.0
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    # Explicitly, because a shell that starts us in the background ignores SIGINT for us.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     try:
         status: int = args.handler(args)

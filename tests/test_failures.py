@@ -1,0 +1,139 @@
+"""Engines that die, hang or are interrupted: clear errors, and no process left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from neuroloop.errors import EngineCrashError, EngineTimeoutError
+from neuroloop.simulation import Simulation
+from tests.processes import FIXTURES, alive, engine_processes
+
+COMMAND_TIMEOUT_S = 2.0
+
+
+def exchange(*overrides: str) -> Simulation:
+    return Simulation.from_config(
+        FIXTURES / "exchange.json",
+        (
+            "SimulationTimeout=0",
+            f"EngineConfigs.EngineName:slow.EngineCommandTimeout={COMMAND_TIMEOUT_S}",
+            *overrides,
+        ),
+        echo_engine_output=False,
+    )
+
+
+def test_engine_killed_mid_run_is_reported_quickly_and_nothing_is_left() -> None:
+    with exchange() as sim:
+        sim.step(2)
+        victim = sim.processes["slow"].pid
+        os.kill(victim, signal.SIGKILL)
+        started = time.monotonic()
+        with pytest.raises(EngineCrashError, match=r"engine 'slow' was killed by signal 9"):
+            sim.step(10)
+        assert time.monotonic() - started < COMMAND_TIMEOUT_S
+        pids = [p.pid for p in sim.processes.values()]
+    assert not any(alive(pid) for pid in pids)
+    assert engine_processes(os.getpid()) == []
+
+
+def test_engine_exiting_names_its_status_and_stderr() -> None:
+    with exchange("EngineConfigs.EngineName:fast.EngineExtraConfigs={ExitAtStep: 3}") as sim:
+        with pytest.raises(EngineCrashError) as caught:
+            sim.step(10)
+    message = str(caught.value)
+    assert "engine 'fast' exited with status 3" in message
+    assert "exiting on purpose" in message
+    assert engine_processes(os.getpid()) == []
+
+
+def test_hung_engine_times_out_with_a_clear_error() -> None:
+    with exchange("EngineConfigs.EngineName:slow.EngineExtraConfigs={HangAtStep: 2}") as sim:
+        started = time.monotonic()
+        with pytest.raises(EngineTimeoutError, match=r"\[slow\] step: no answer within 2 s"):
+            sim.step(10)
+        waited = time.monotonic() - started
+    assert COMMAND_TIMEOUT_S <= waited < COMMAND_TIMEOUT_S + 2
+    assert engine_processes(os.getpid()) == []
+
+
+def test_configured_port_taken_falls_back_to_a_free_one() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with exchange(f"EngineConfigs.EngineName:fast.ServerAddress=127.0.0.1:{port}") as sim:
+            sim.step(2)
+            address = sim.clients["fast"].address
+    assert address.startswith("127.0.0.1:") and address != f"127.0.0.1:{port}"
+
+
+def test_already_running_engine_over_a_unix_socket(tmp_path: os.PathLike[str]) -> None:
+    address = f"unix:{tmp_path}/fast.sock"
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neuroloop",
+            "engine",
+            "--engine",
+            f"{FIXTURES / 'clock_engine.py'}:ClockEngine",
+            "--name",
+            "fast",
+            "--address",
+            address,
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("NEUROLOOP-ENGINE-READY name=fast")
+        with exchange(
+            "EngineConfigs.EngineName:fast.EngineLaunchCommand={LaunchType: EmptyLaunchCommand}",
+            f"EngineConfigs.EngineName:fast.ServerAddress={address}",
+        ) as sim:
+            sim.step(4)
+            assert sim.datapack("steps", "fast") == 4
+            assert "fast" not in sim.processes
+        # Closing the simulation shuts the external engine down through the Shutdown call.
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupting_neuroloop_run_stops_every_engine(signum: int) -> None:
+    run = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "neuroloop",
+            "run",
+            str(FIXTURES / "exchange.json"),
+            "-o",
+            "SimulationTimeout=100000",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert run.stderr is not None
+        line = run.stderr.readline()  # the first progress line: engines are up and stepping
+        assert line.startswith("[neuroloop] t ="), line
+        engines = engine_processes(run.pid)
+        assert len(engines) == 2
+        run.send_signal(signum)
+        assert run.wait(30) == 130
+        assert "interrupted; all engines stopped" in run.stderr.read()
+        assert not any(alive(pid) for pid, _ in engines)
+    finally:
+        run.kill()
