@@ -50,7 +50,9 @@ class GymnasiumEngine(Engine):
             raise ValueError(f"[{self.name}] EngineExtraConfigs.EnvId: {error}") from None
         self.frame_skip = self._frame_skip(config)
         self.action_space = self.env.action_space
-        self.action = np.zeros(self.action_space.shape, dtype=self.action_space.dtype)
+        self.action = np.zeros(
+            self.action_space.shape or (), dtype=self.action_space.dtype or np.float32
+        )
         self._start_episode(seed=None)
         self.episode = 0
 
@@ -100,7 +102,7 @@ class GymnasiumEngine(Engine):
     def datapack_names(self) -> Sequence[str]:
         return (*OUTPUTS, *INPUTS)
 
-    def get_datapack(self, name: str) -> DataPackValue | None:
+    def get_datapack(self, name: str) -> DataPackValue:
         values: dict[str, DataPackValue] = {
             "observation": np.asarray(self.observation),
             "reward": np.float64(self.reward),

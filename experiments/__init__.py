@@ -1,1 +1,10 @@
-"""neuroloop experiments: loaded by name from simulation configs."""
+"""neuroloop experiments: loaded by name from simulation configs.
+
+Tasks (``get_task(name)``): ``reach``, ``freereach``, ``manipulate_block``; see
+``experiments.base`` for the task API.
+"""
+
+from experiments.base import GoalProgress, GoalStep, Task, total_reward
+from experiments.registry import TASKS, get_task
+
+__all__ = ["TASKS", "GoalProgress", "GoalStep", "Task", "get_task", "total_reward"]

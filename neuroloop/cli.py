@@ -29,9 +29,7 @@ PROGRESS_INTERVAL_S = 1.0
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    # Explicitly, because a shell that starts us in the background ignores SIGINT for us.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    INTERRUPTS.install()
     try:
         status: int = args.handler(args)
         return status
@@ -43,9 +41,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    # Unwinds through every context manager, so engines are stopped on SIGTERM too.
-    raise KeyboardInterrupt
+class _Interrupts:
+    """SIGINT and SIGTERM: the first stops the run at the next loop step, a second at once.
+
+    Stopping between steps (``check``) never abandons a gRPC call halfway, so the engines
+    get their Shutdown call; either way every context manager unwinds and every engine
+    process is stopped.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+
+    def install(self) -> None:
+        # Explicitly for SIGINT too: a shell that starts us in the background ignores it.
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt if a stop was asked for."""
+        if self.requested:
+            raise KeyboardInterrupt
+
+
+INTERRUPTS = _Interrupts()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,6 +148,7 @@ def _run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with Simulation.from_config(args.config, args.override, recorder=recorder) as sim:
+            INTERRUPTS.check()
             if args.seed is not None:
                 sim.reset(args.seed)
             progress.begin()
@@ -158,6 +182,7 @@ class _Progress:
         self.last = self.started
 
     def __call__(self, sim: Simulation) -> None:
+        INTERRUPTS.check()
         now = time.perf_counter()
         self.seconds = now - self.started
         if self.quiet or now - self.last < PROGRESS_INTERVAL_S:

@@ -8,6 +8,7 @@ absolute time is checked: time that goes backwards is an ``EngineError``.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -24,6 +25,8 @@ from neuroloop.server import CHANNEL_OPTIONS
 
 HEALTH_POLL_S = 0.05
 HEALTH_CALL_TIMEOUT_S = 1.0
+CLOSE_TIMEOUT_S = 2.0
+"""A channel interrupted mid-call (Ctrl-C in a notebook) can hang in close(): bound it."""
 
 
 class EngineUnavailableError(EngineError):
@@ -37,7 +40,11 @@ class StepResult:
         self._client = client
         self._future = future
 
-    def result(self) -> dict[str, DataPackValue | None]:
+    def cancel(self) -> None:
+        """Abandon the call (when the simulation is being torn down)."""
+        self._future.cancel()
+
+    def result(self) -> dict[str, DataPackValue]:
         """Wait for the step to finish and return the datapacks it fetched, by name."""
         reply = self._client._wait("step", self._future.result)
         self._client._advance_time(reply.time_ns, "step")
@@ -125,11 +132,11 @@ class EngineClient:
         to_set: Mapping[str, DataPackValue],
         timestep_ns: int,
         get: Sequence[str],
-    ) -> dict[str, DataPackValue | None]:
+    ) -> dict[str, DataPackValue]:
         """One blocking round trip; see ``step_async``."""
         return self.step_async(to_set, timestep_ns, get).result()
 
-    def get_datapacks(self, names: Iterable[str]) -> dict[str, DataPackValue | None]:
+    def get_datapacks(self, names: Iterable[str]) -> dict[str, DataPackValue]:
         request = pb.GetDataPacksRequest(names=list(names))
         reply = self._wait("get", lambda: self._stub.GetDataPacks(request, timeout=self.timeout_s))
         self._advance_time(reply.time_ns, "get")
@@ -148,7 +155,10 @@ class EngineClient:
         self._wait("shutdown", lambda: self._stub.Shutdown(pb.ShutdownRequest(), timeout=deadline))
 
     def close(self) -> None:
-        self._channel.close()
+        """Close the channel; give up after CLOSE_TIMEOUT_S rather than hang the caller."""
+        closer = threading.Thread(target=self._channel.close, daemon=True)
+        closer.start()
+        closer.join(CLOSE_TIMEOUT_S)
 
     def _advance_time(self, time_ns: int, verb: str) -> None:
         if time_ns < self.time_ns:
@@ -165,8 +175,8 @@ class EngineClient:
             raise self._translate(verb, error) from None
 
     def _translate(self, verb: str, error: grpc.RpcError) -> EngineError:
-        code = error.code()  # type: ignore[attr-defined]
-        details = error.details() or ""  # type: ignore[attr-defined]
+        code = error.code()
+        details = error.details() or ""
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return EngineTimeoutError(
                 f"[{self.name}] {verb}: no answer within {self.timeout_s:g} s "

@@ -14,7 +14,9 @@ from typing import Any, TypeAlias
 import numpy as np
 
 JsonValue: TypeAlias = dict[str, Any] | list[Any] | str | int | float | bool
-DataPackValue: TypeAlias = np.ndarray | JsonValue
+DataPackValue: TypeAlias = Any
+"""A numpy array or scalar (sent as a tensor) or a JSON value. ``Any`` for the type checker,
+because callers index into what they know they asked for; the codec checks it at the wire."""
 
 TENSOR_KINDS = "biufc"
 """numpy dtype kinds that travel as tensors: bool, signed/unsigned int, float, complex."""
@@ -45,10 +47,10 @@ class DataPack:
         data: A numpy array, a JSON value, or ``None`` for an empty datapack.
     """
 
-    def __init__(self, name: str, engine_name: str, data: DataPackValue | None = None) -> None:
+    def __init__(self, name: str, engine_name: str, data: DataPackValue = None) -> None:
         self.name = name
         self.engine_name = engine_name
-        self.data = data
+        self.data: Any = data
         self._updated = False
 
     @property

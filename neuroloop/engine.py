@@ -61,7 +61,7 @@ class Engine(abc.ABC):
         """Names of the datapacks this engine offers or accepts."""
 
     @abc.abstractmethod
-    def get_datapack(self, name: str) -> DataPackValue | None:
+    def get_datapack(self, name: str) -> DataPackValue:
         """Return the current value of datapack ``name`` (``None``: not produced yet)."""
 
     @abc.abstractmethod
@@ -105,7 +105,7 @@ class EngineHost:
         set_values: Iterable[tuple[str, DataPackValue]],
         timestep_ns: int,
         get_names: Iterable[str],
-    ) -> tuple[int, dict[str, DataPackValue | None]]:
+    ) -> tuple[int, dict[str, DataPackValue]]:
         """Set datapacks, advance by ``timestep_ns`` (0: stay), return the named datapacks."""
         if timestep_ns < 0:
             raise ValueError(

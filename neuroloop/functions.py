@@ -76,6 +76,7 @@ class DataPackFunction:
     def __init__(self, func: Callable[..., Any]) -> None:
         functools.update_wrapper(self, func)
         self.func = func
+        self.name: str = getattr(func, "__name__", repr(func))
         self.kind: FunctionKind | None = None
         self.engine: str | None = None
         self.inputs: list[DataPackInput] = []
@@ -258,11 +259,11 @@ def load_functions(
                 raise ConfigError(
                     config_file,
                     json_path,
-                    f"function {function.__name__!r} in {path.name} to name one of the "
+                    f"function {function.name!r} in {path.name} to name one of the "
                     f"simulation's engines ({', '.join(engines)})",
                     f"engine={engine!r}",
                 )
-        name = label if len(found) == 1 else f"{label}:{function.__name__}"
+        name = label if len(found) == 1 else f"{label}:{function.name}"
         loaded.append(LoadedFunction(name, path, function))
     return loaded
 
@@ -274,7 +275,7 @@ class DataPackStore:
     engine: dict[DataPackIdentifier, DataPack] = field(default_factory=dict)
     preprocessed: dict[DataPackIdentifier, DataPack] = field(default_factory=dict)
 
-    def update(self, engine: str, values: Mapping[str, DataPackValue | None]) -> None:
+    def update(self, engine: str, values: Mapping[str, DataPackValue]) -> None:
         """Store datapacks that just arrived from ``engine`` and mark them updated."""
         for name, value in values.items():
             datapack = DataPack(name, engine, value)

@@ -25,7 +25,9 @@ from neuroloop.functions import DataPackStore, FunctionManager
 
 
 class PendingStep(Protocol):
-    def result(self) -> dict[str, DataPackValue | None]: ...
+    def result(self) -> dict[str, DataPackValue]: ...
+
+    def cancel(self) -> None: ...
 
 
 class SteppableEngine(Protocol):
@@ -43,7 +45,7 @@ class Recorder(Protocol):
     """Receives every datapack exchanged (``direction`` is ``"from_engine"`` or ``"to_engine"``)."""
 
     def record(
-        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue | None
+        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue
     ) -> None: ...
 
 
@@ -90,7 +92,7 @@ class FTILoop:
         """Datapack names the functions read, by engine."""
         return {slot.engine.name: slot.requested for slot in self._slots}
 
-    def restart(self, initial: Mapping[str, Mapping[str, DataPackValue | None]]) -> None:
+    def restart(self, initial: Mapping[str, Mapping[str, DataPackValue]]) -> None:
         """Start again at time 0 from each engine's initial datapacks (after init or reset)."""
         self.time_ns = 0
         self.iteration = 0
@@ -130,6 +132,14 @@ class FTILoop:
                         f"Received: time_ns={slot.engine.time_ns}"
                     )
 
+    def abandon(self) -> None:
+        """Cancel steps in flight; the loop cannot continue after this."""
+        for slot in self._slots:
+            if slot.pending is not None:
+                slot.pending.cancel()
+                slot.pending = None
+        self.done = True
+
     def _iterate(self, now: int) -> None:
         self.time_ns = now
         due = [slot for slot in self._slots if slot.due_ns == now]
@@ -164,7 +174,7 @@ class FTILoop:
                 continue
             box[datapack.name] = datapack.data
 
-    def _arrived(self, slot: _Slot, values: Mapping[str, DataPackValue | None]) -> None:
+    def _arrived(self, slot: _Slot, values: Mapping[str, DataPackValue]) -> None:
         name = slot.engine.name
         self.store.update(name, values)
         if self.recorder is not None:

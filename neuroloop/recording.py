@@ -55,7 +55,7 @@ class DataPackRecorder:
         self.close()
 
     def record(
-        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue | None
+        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue
     ) -> None:
         if value is None:
             return

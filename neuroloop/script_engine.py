@@ -113,9 +113,9 @@ class ScriptEngine(Engine):
     def datapack_names(self) -> Sequence[str]:
         return list(self.script._datapacks)
 
-    def get_datapack(self, name: str) -> DataPackValue | None:
-        value: DataPackValue | None = self.script._getDataPack(name)
+    def get_datapack(self, name: str) -> DataPackValue:
+        value: DataPackValue = self.script._getDataPack(name)
         return value
 
     def set_datapack(self, name: str, value: DataPackValue) -> None:
-        self.script._setDataPack(name, value.tolist() if is_tensor_value(value) else value)  # type: ignore[union-attr]
+        self.script._setDataPack(name, value.tolist() if is_tensor_value(value) else value)

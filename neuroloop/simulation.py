@@ -119,6 +119,8 @@ class Simulation:
 
     def close(self) -> None:
         """Shut engines down, then stop every process the simulation started."""
+        if self._loop is not None:
+            self._loop.abandon()
         for client in self.clients.values():
             try:
                 client.shutdown(SHUTDOWN_TIMEOUT_S)
@@ -182,7 +184,7 @@ class Simulation:
     def functions_cannot_stop(self) -> bool:
         return self.loop.functions.status is None
 
-    def datapack(self, name: str, engine: str) -> DataPackValue | None:
+    def datapack(self, name: str, engine: str) -> DataPackValue:
         """The latest value of datapack ``name`` of ``engine``, fetched if no function reads it."""
         cached = self.loop.store.engine.get(DataPackIdentifier(name, engine))
         if cached is not None:
@@ -295,4 +297,3 @@ class Simulation:
                 if status is not None:
                     raise EngineCrashError(process.describe_exit(status)) from error
             raise
-

@@ -33,4 +33,3 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-

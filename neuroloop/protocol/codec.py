@@ -36,7 +36,7 @@ def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
     return message
 
 
-def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue | None]:
+def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
     """Return ``(name, engine, value)`` for a wire datapack; an unset payload is ``None``.
 
     Raises:

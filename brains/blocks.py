@@ -1,0 +1,185 @@
+"""Building blocks shared by the brain builders: inputs, encoders, recurrent cores, assembly.
+
+Every brain here has two towers with no shared layers: the policy tower reads the policy
+modalities, the value tower reads every modality (including ``asymmetric``). A tower is
+``encoder -> body -> head``; the body is what distinguishes the brains. Tensors carry a
+time axis throughout (``[B, T, ...]``): Dense layers act per step, vision goes through
+``TimeDistributed`` convolutions, recurrent layers run over ``T``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeAlias
+
+import keras
+
+from brains.registry import Brain
+from neuroloop.sensation import MODALITIES, POLICY_MODALITIES
+from neuroloop.training.distributions import Distribution
+
+KerasTensor: TypeAlias = Any
+"""A symbolic Keras tensor (``keras.KerasTensor``)."""
+
+RecurrentKind: TypeAlias = Literal["lstm", "gru"]
+
+VISION_FILTERS: tuple[int, ...] = (8, 16)
+"""Filters of the vision block's stride-2 3x3 convolutions."""
+VISION_KERNEL_SIZE = 3
+VISION_STRIDE = 2
+
+STATE_SUFFIXES: dict[str, tuple[str, ...]] = {"lstm": ("h", "c"), "gru": ("h",)}
+"""Recurrent state tensors per cell kind: state inputs are named ``{tower}_state_{suffix}``."""
+
+POLICY = "policy"
+VALUE = "value"
+
+Body: TypeAlias = Callable[
+    [str, KerasTensor], tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]
+]
+"""``body(tower, features) -> (features, state_inputs, state_outputs)``; ``tower`` prefixes
+layer and state names."""
+
+
+def check_units(option: str, value: Any) -> None:
+    """Raise ``ValueError`` unless ``value`` is a positive int.
+
+    Args:
+        option: The builder option's name, for the message.
+        value: The option's value.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{option}` must be a positive int. Received: {option}={value!r}")
+
+
+def check_units_tuple(option: str, value: Any) -> tuple[int, ...]:
+    """Return ``value`` as a tuple of positive ints, or raise ``ValueError``.
+
+    Args:
+        option: The builder option's name, for the message.
+        value: A sequence of layer sizes.
+    """
+    sizes = tuple(value)
+    for size in sizes:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f"`{option}` must be a sequence of positive ints. Received: {option}={value!r}"
+            )
+    return sizes
+
+
+def modality_inputs(input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, KerasTensor]:
+    """One ``keras.Input`` ``[B, T, *shape]`` per modality, named after it."""
+    return {
+        name: keras.Input(shape=(None, *shape), name=name) for name, shape in input_shapes.items()
+    }
+
+
+def encode(
+    tower: str, inputs: Mapping[str, KerasTensor], vision_filters: tuple[int, ...]
+) -> KerasTensor:
+    """Concatenate the tower's modalities per step; vision is convolved and flattened first.
+
+    Args:
+        tower: Layer-name prefix.
+        inputs: Modality inputs ``[B, T, ...]`` by name.
+        vision_filters: Filters of the vision convolutions.
+
+    Returns:
+        Features ``[B, T, F]``.
+    """
+    parts = []
+    for name in MODALITIES:
+        if name not in inputs:
+            continue
+        x = inputs[name]
+        if name == "vision":
+            for index, filters in enumerate(vision_filters):
+                conv = keras.layers.Conv2D(
+                    filters,
+                    VISION_KERNEL_SIZE,
+                    strides=VISION_STRIDE,
+                    padding="same",
+                    activation="relu",
+                    name=f"{tower}_vision_conv{index}",
+                )
+                x = keras.layers.TimeDistributed(conv, name=f"{tower}_vision_step_conv{index}")(x)
+            x = keras.layers.TimeDistributed(
+                keras.layers.Flatten(), name=f"{tower}_vision_flatten"
+            )(x)
+        parts.append(x)
+    if len(parts) == 1:
+        return parts[0]
+    return keras.layers.Concatenate(axis=-1, name=f"{tower}_concat")(parts)
+
+
+def recurrent_core(
+    tower: str, kind: RecurrentKind, units: int, features: KerasTensor
+) -> tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]:
+    """An LSTM or GRU over time with explicit state inputs and outputs.
+
+    Args:
+        tower: Prefix of the layer and state names.
+        kind: ``"lstm"`` or ``"gru"``.
+        units: Recurrent units.
+        features: ``[B, T, F]``.
+
+    Returns:
+        Sequence ``[B, T, units]``, state inputs and final states ``[B, units]``, both keyed
+        ``{tower}_state_h`` (and ``{tower}_state_c`` for an LSTM).
+    """
+    names = [f"{tower}_state_{suffix}" for suffix in STATE_SUFFIXES[kind]]
+    state_inputs = {name: keras.Input(shape=(units,), name=name) for name in names}
+    layer_class = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
+    layer = layer_class(units, return_sequences=True, return_state=True, name=f"{tower}_{kind}")
+    sequence, *final_states = layer(features, initial_state=list(state_inputs.values()))
+    return sequence, state_inputs, dict(zip(names, final_states, strict=True))
+
+
+def assemble_two_towers(
+    name: str,
+    input_shapes: Mapping[str, tuple[int, ...]],
+    distribution: Distribution,
+    body: Body,
+    vision_filters: tuple[int, ...] = VISION_FILTERS,
+) -> Brain:
+    """Build policy and value towers with ``body`` and wrap them in the three models.
+
+    Args:
+        name: The brain's registry name.
+        input_shapes: Validated per-step shapes by modality.
+        distribution: The policy's action distribution.
+        body: Maps a tower's encoded features to its last features, creating any state.
+        vision_filters: Filters of the vision convolutions.
+    """
+    inputs = modality_inputs(input_shapes)
+    policy_inputs = {key: x for key, x in inputs.items() if key in POLICY_MODALITIES}
+
+    features, policy_state_in, policy_state_out = body(
+        POLICY, encode(POLICY, policy_inputs, vision_filters)
+    )
+    params = distribution.build_head(features, name_prefix=f"{POLICY}_")
+
+    features, value_state_in, value_state_out = body(VALUE, encode(VALUE, inputs, vision_filters))
+    value = keras.layers.Dense(1, name=VALUE)(features)
+
+    policy_outputs = {**params, **policy_state_out}
+    value_outputs = {VALUE: value, **value_state_out}
+    policy = keras.Model(
+        {**policy_inputs, **policy_state_in}, policy_outputs, name=f"{name}_{POLICY}"
+    )
+    value_model = keras.Model({**inputs, **value_state_in}, value_outputs, name=f"{name}_{VALUE}")
+    joint = keras.Model(
+        {**inputs, **policy_state_in, **value_state_in},
+        {**policy_outputs, **value_outputs},
+        name=f"{name}_joint",
+    )
+    return Brain(
+        name=name,
+        policy=policy,
+        value=value_model,
+        joint=joint,
+        distribution=distribution,
+        policy_state_sizes={key: int(x.shape[-1]) for key, x in policy_state_in.items()},
+        value_state_sizes={key: int(x.shape[-1]) for key, x in value_state_in.items()},
+    )

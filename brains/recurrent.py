@@ -1,0 +1,106 @@
+"""``lstm`` and ``gru``: small recurrent brains, Dense embedding -> recurrent layer -> heads.
+
+Each tower (policy, value) has its own embedding and recurrent layer, so its own state:
+``policy_state_h``/``policy_state_c`` and ``value_state_h``/``value_state_c`` for the LSTM,
+``policy_state_h`` and ``value_state_h`` for the GRU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+
+from brains.blocks import (
+    VISION_FILTERS,
+    KerasTensor,
+    RecurrentKind,
+    assemble_two_towers,
+    check_units,
+    check_units_tuple,
+    recurrent_core,
+)
+from brains.registry import Brain, register_brain
+from neuroloop.training.distributions import Distribution
+
+EMBEDDING_UNITS = 64
+"""Units of the Dense embedding in front of the recurrent layer."""
+RECURRENT_UNITS = 64
+"""Units of the recurrent layer."""
+EMBEDDING_ACTIVATION = "tanh"
+
+
+def _build_recurrent(
+    kind: RecurrentKind,
+    input_shapes: Mapping[str, tuple[int, ...]],
+    distribution: Distribution,
+    embedding_units: int,
+    recurrent_units: int,
+    vision_filters: Sequence[int],
+) -> Brain:
+    """Build the ``lstm`` or ``gru`` brain (arguments as in ``build_lstm``)."""
+    check_units("embedding_units", embedding_units)
+    check_units("recurrent_units", recurrent_units)
+    filters = check_units_tuple("vision_filters", vision_filters)
+
+    def body(
+        tower: str, features: KerasTensor
+    ) -> tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]:
+        embedding = keras.layers.Dense(
+            embedding_units, activation=EMBEDDING_ACTIVATION, name=f"{tower}_embedding"
+        )
+        return recurrent_core(tower, kind, recurrent_units, embedding(features))
+
+    return assemble_two_towers(kind, input_shapes, distribution, body, filters)
+
+
+@register_brain("lstm")
+def build_lstm(
+    input_shapes: Mapping[str, tuple[int, ...]],
+    distribution: Distribution,
+    *,
+    embedding_units: int = EMBEDDING_UNITS,
+    recurrent_units: int = RECURRENT_UNITS,
+    vision_filters: Sequence[int] = VISION_FILTERS,
+) -> Brain:
+    """A small LSTM brain with separate policy and value towers.
+
+    Args:
+        input_shapes: Per-step shape of each modality.
+        distribution: The policy's action distribution.
+        embedding_units: Units of the tanh Dense embedding.
+        recurrent_units: Units of the LSTM (and of each state tensor).
+        vision_filters: Filters of the vision convolutions (used only with vision).
+
+    Raises:
+        ValueError: If a size is not a positive int.
+    """
+    return _build_recurrent(
+        "lstm", input_shapes, distribution, embedding_units, recurrent_units, vision_filters
+    )
+
+
+@register_brain("gru")
+def build_gru(
+    input_shapes: Mapping[str, tuple[int, ...]],
+    distribution: Distribution,
+    *,
+    embedding_units: int = EMBEDDING_UNITS,
+    recurrent_units: int = RECURRENT_UNITS,
+    vision_filters: Sequence[int] = VISION_FILTERS,
+) -> Brain:
+    """A small GRU brain with separate policy and value towers.
+
+    Args:
+        input_shapes: Per-step shape of each modality.
+        distribution: The policy's action distribution.
+        embedding_units: Units of the tanh Dense embedding.
+        recurrent_units: Units of the GRU (and of its state tensor).
+        vision_filters: Filters of the vision convolutions (used only with vision).
+
+    Raises:
+        ValueError: If a size is not a positive int.
+    """
+    return _build_recurrent(
+        "gru", input_shapes, distribution, embedding_units, recurrent_units, vision_filters
+    )

@@ -1,0 +1,64 @@
+"""``wide``: the OpenAI (2020) / AngoraPy baseline brain for in-hand manipulation.
+
+Each tower is ``Dense -> LayerNormalization -> ReLU -> LSTM -> head``, and the value network
+has its own embedding and LSTM: policy and value share no layers. The defaults are the real
+sizes; tests pass small ``embedding_units`` and ``recurrent_units``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import keras
+
+from brains.blocks import (
+    VISION_FILTERS,
+    KerasTensor,
+    assemble_two_towers,
+    check_units,
+    check_units_tuple,
+    recurrent_core,
+)
+from brains.registry import Brain, register_brain
+from neuroloop.training.distributions import Distribution
+
+EMBEDDING_UNITS = 512
+"""Units of the Dense embedding of each tower."""
+RECURRENT_UNITS = 1024
+"""Units of the LSTM of each tower."""
+
+
+@register_brain("wide")
+def build_wide(
+    input_shapes: Mapping[str, tuple[int, ...]],
+    distribution: Distribution,
+    *,
+    embedding_units: int = EMBEDDING_UNITS,
+    recurrent_units: int = RECURRENT_UNITS,
+    vision_filters: Sequence[int] = VISION_FILTERS,
+) -> Brain:
+    """The wide baseline: per tower Dense + layer norm + ReLU embedding, then an LSTM.
+
+    Args:
+        input_shapes: Per-step shape of each modality.
+        distribution: The policy's action distribution.
+        embedding_units: Units of the Dense embedding.
+        recurrent_units: Units of the LSTM (and of each state tensor).
+        vision_filters: Filters of the vision convolutions (used only with vision).
+
+    Raises:
+        ValueError: If a size is not a positive int.
+    """
+    check_units("embedding_units", embedding_units)
+    check_units("recurrent_units", recurrent_units)
+    filters = check_units_tuple("vision_filters", vision_filters)
+
+    def body(
+        tower: str, features: KerasTensor
+    ) -> tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]:
+        x = keras.layers.Dense(embedding_units, name=f"{tower}_embedding")(features)
+        x = keras.layers.LayerNormalization(name=f"{tower}_embedding_norm")(x)
+        x = keras.layers.ReLU(name=f"{tower}_embedding_relu")(x)
+        return recurrent_core(tower, "lstm", recurrent_units, x)
+
+    return assemble_two_towers("wide", input_shapes, distribution, body, filters)

@@ -1,0 +1,106 @@
+"""Block manipulation: turn a cube in the hand to a goal orientation, goal after goal.
+
+The goal is a target orientation of the cube ``[W, 4]`` (quaternion w, x, y, z), drawn
+uniformly over all rotations. Position is not part of the goal.
+
+Reward terms (AngoraPy's / OpenAI's in-hand reorientation reward), weights as magnitudes:
+
+- ``progress``: decrease of the rotation distance to the goal during the step (rad), weight 1.
+- ``success``: 1 when the rotation distance is at most ``SUCCESS_ROTATION``, weight 5.
+- ``drop``: -1 when the cube has fallen below the palm, weight 20.
+- ``time``: -1 every step, weight 0.1.
+
+A reached goal is replaced by a new one (``new_goal_on_success``), with ``GOAL_TIMEOUT_S``
+allowed per goal and at most ``MAX_GOALS`` per episode (both truncate the episode). A drop
+terminates it. The metric is the number of consecutive goals reached (CGR).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from experiments.base import GoalProgress, RewardTerms, State, Task
+from experiments.rotations import random_quaternions, rotation_distance
+
+SUCCESS_ROTATION = 0.4
+"""Success when the cube is within this rotation distance (rad) of the goal."""
+
+GOAL_TIMEOUT_S = 8.0
+"""Seconds allowed per goal."""
+
+MAX_GOALS = 50
+"""Goals per episode."""
+
+DROP_DEPTH = 0.05
+"""The cube is dropped when its centre is this far (m) below the palm body's origin (it
+rests about 0.027 m above it and falls to about 0.115 m below it, on the floor)."""
+
+POSITION = slice(0, 3)
+"""Position columns of ``object_pose``."""
+
+ORIENTATION = slice(3, 7)
+"""Quaternion columns of ``object_pose``."""
+
+
+class ManipulateBlockTask(Task):
+    """In-hand reorientation of a cube.
+
+    Args:
+        success_rotation: Rotation distance (rad) at or under which a goal counts as reached.
+        drop_depth: Depth (m) below the palm at which the cube counts as dropped.
+    """
+
+    name: ClassVar[str] = "manipulate_block"
+    world_datapack: ClassVar[str] = "object_pose"
+    metric: ClassVar[str] = "consecutive_goals_reached"
+    default_reward_config: ClassVar[dict[str, float]] = {
+        "progress": 1.0,
+        "success": 5.0,
+        "drop": 20.0,
+        "time": 0.1,
+    }
+    goal_timeout_s: ClassVar[float | None] = GOAL_TIMEOUT_S
+    max_goals: ClassVar[int | None] = MAX_GOALS
+    new_goal_on_success: ClassVar[bool] = True
+
+    def __init__(
+        self, success_rotation: float = SUCCESS_ROTATION, drop_depth: float = DROP_DEPTH
+    ) -> None:
+        self.success_rotation = success_rotation
+        self.drop_depth = drop_depth
+
+    def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:
+        """A uniformly random target orientation per world ``[W, 4]``."""
+        return random_quaternions(rng, self.n_worlds(state))
+
+    def rotation_distance(self, state: State, goal: np.ndarray) -> np.ndarray:
+        """Angle ``[W]`` (rad) between the cube's orientation and the goal."""
+        return rotation_distance(self.array(state, "object_pose")[:, ORIENTATION], goal)
+
+    def dropped(self, state: State) -> np.ndarray:
+        """``[W]`` bool: the cube's centre is more than ``drop_depth`` below the palm."""
+        height = self.array(state, "object_pose")[:, POSITION][:, 2]
+        palm = self.array(state, "palm_position")[:, 2]
+        return height < palm - self.drop_depth
+
+    def reward_terms(self, prev_state: State, state: State, goal: np.ndarray) -> RewardTerms:
+        before = self.rotation_distance(prev_state, goal)
+        after = self.rotation_distance(state, goal)
+        return {
+            "progress": before - after,
+            "success": (after <= self.success_rotation).astype(np.float64),
+            "drop": -self.dropped(state).astype(np.float64),
+            "time": -np.ones_like(after),
+        }
+
+    def success(self, state: State, goal: np.ndarray) -> np.ndarray:
+        return self.rotation_distance(state, goal) <= self.success_rotation
+
+    def terminated(self, state: State, goal: np.ndarray) -> np.ndarray:
+        return self.dropped(state)
+
+    def metric_value(self, progress: GoalProgress, success: np.ndarray) -> np.ndarray:
+        """Consecutive goals reached in the episode ``[W]``."""
+        return progress.goals_reached.astype(np.float64)

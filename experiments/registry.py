@@ -1,0 +1,26 @@
+"""Tasks by name: ``get_task("manipulate_block")``."""
+
+from __future__ import annotations
+
+from experiments.base import Task
+from experiments.freereach import FreeReachTask
+from experiments.manipulate_block import ManipulateBlockTask
+from experiments.reach import ReachTask
+
+TASKS: dict[str, type[Task]] = {
+    task.name: task for task in (ReachTask, FreeReachTask, ManipulateBlockTask)
+}
+"""Every shipped task class by its registry name."""
+
+
+def get_task(name: str) -> Task:
+    """Return a new instance of the task registered as ``name``, with default parameters.
+
+    Raises:
+        ValueError: If no task has that name.
+    """
+    if name not in TASKS:
+        raise ValueError(
+            f"[experiments] get_task: expected one of {sorted(TASKS)}. Received: {name!r}"
+        )
+    return TASKS[name]()
