@@ -49,6 +49,10 @@ Datapacks in:
   rejected with ``ValueError``. Values are passed to MuJoCo unchanged; MuJoCo clamps them to
   ``actuator_ctrlrange`` for control-limited actuators (all the Shadow Hand's), so the
   engine does not clip them itself. A control stays in force until the next ``ctrl``.
+- ``reset_worlds`` ``[W]`` bool: worlds to restore to a fresh initial state at the start of
+  the next step (after any ``ctrl`` of the same call, which they replace with the hold
+  pose). Each world draws its initial state from its own generator, seeded by ``reset``,
+  so a seeded run is repeatable. This is how an episode ends in one world of a batch.
 - ``target_pose`` ``[W, 7]``: pose of the goal marker body (the shipped manipulate models'
   ``target``), offered when the model has one. The marker has a free joint but no
   collisions; the engine holds it at this pose (zero velocity) before every control step,
@@ -318,7 +322,10 @@ class MujocoEngine(Engine):
         if camera is not None:
             self._open_camera(model, camera, context)
             names.append("camera")
+        names.append("reset_worlds")
         self._names = tuple(names)
+        self._pending_resets = np.zeros(n_worlds, dtype=bool)
+        self._seed_worlds(None)
         for world in range(n_worlds):
             self._reset_world(world, None)
 
@@ -343,9 +350,10 @@ class MujocoEngine(Engine):
                 f"[{self.name}] reset: expected a non-negative integer seed or None. "
                 f"Received: seed={seed!r}"
             )
-        entropy = secrets.randbits(ENTROPY_BITS) if seed is None else seed
+        self._seed_worlds(seed)
         for world in range(len(self._datas)):
-            self._reset_world(world, np.random.default_rng([entropy, world]))
+            self._reset_world(world, self._rngs[world])
+        self._pending_resets[:] = False
 
     def step(self, timestep_ns: int) -> None:
         """Advance every world by ``timestep_ns`` (a whole number of physics timesteps).
@@ -356,6 +364,9 @@ class MujocoEngine(Engine):
             PhysicsError: If MuJoCo fails in any world (e.g. its memory arena runs out).
         """
         model = self._require_model("step")
+        for flagged in np.flatnonzero(self._pending_resets):
+            self._reset_world(int(flagged), self._rngs[flagged])
+        self._pending_resets[:] = False
         if timestep_ns == self._substeps * self._physics_ns:
             nstep = self._substeps
         else:
@@ -450,9 +461,20 @@ class MujocoEngine(Engine):
             return np.array([data.ctrl for data in datas])
         if name == "target_pose":
             return self._target_pose.copy()
+        if name == "reset_worlds":
+            return self._pending_resets.copy()
         return self._render()  # "camera": the only datapack name left
 
     def set_datapack(self, name: str, value: DataPackValue) -> None:
+        if name == "reset_worlds":
+            flags = np.asarray(value)
+            if flags.shape != self._pending_resets.shape or flags.dtype.kind not in "bi":
+                raise ValueError(
+                    f"[{self.name}] datapack 'reset_worlds': expected booleans of shape "
+                    f"{self._pending_resets.shape}. Received: {flags.dtype} {flags.shape}"
+                )
+            self._pending_resets |= flags.astype(bool)
+            return
         if name == "ctrl":
             model = self._require_model("set ctrl")
             ctrl = self._finite_array(name, value, (len(self._datas), model.nu))
@@ -474,7 +496,7 @@ class MujocoEngine(Engine):
             return
         raise ValueError(
             f"[{self.name}] set: expected one of the datapacks this engine accepts "
-            f"(ctrl{', target_pose' if 'target_pose' in self._names else ''}). "
+            f"(ctrl, reset_worlds{', target_pose' if 'target_pose' in self._names else ''}). "
             f"Received: {name!r}"
         )
 
@@ -672,6 +694,11 @@ class MujocoEngine(Engine):
         start, dof = self._target_qpos, self._target_dof
         data.qpos[start : start + FREE_JOINT_QPOS] = self._target_pose[world]
         data.qvel[dof : dof + FREE_JOINT_QVEL] = 0.0
+
+    def _seed_worlds(self, seed: int | None) -> None:
+        """One generator per world, ``default_rng([seed, world])`` (fresh entropy for None)."""
+        entropy = secrets.randbits(ENTROPY_BITS) if seed is None else seed
+        self._rngs = [np.random.default_rng([entropy, world]) for world in range(len(self._datas))]
 
     def _reset_world(self, world: int, rng: np.random.Generator | None) -> None:
         model = self._require_model("reset")

@@ -90,6 +90,8 @@ class Task(abc.ABC):
     """Goals per episode before it is truncated (``None``: no limit)."""
     new_goal_on_success: ClassVar[bool] = False
     """Whether reaching a goal draws the next one (otherwise the goal stays for the episode)."""
+    goal_is_orientation: ClassVar[bool] = False
+    """Whether the goal is an object orientation quaternion ``[W, 4]`` (w, x, y, z)."""
 
     @abc.abstractmethod
     def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:

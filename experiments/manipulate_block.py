@@ -64,6 +64,7 @@ class ManipulateBlockTask(Task):
     goal_timeout_s: ClassVar[float | None] = GOAL_TIMEOUT_S
     max_goals: ClassVar[int | None] = MAX_GOALS
     new_goal_on_success: ClassVar[bool] = True
+    goal_is_orientation: ClassVar[bool] = True
 
     def __init__(
         self, success_rotation: float = SUCCESS_ROTATION, drop_depth: float = DROP_DEPTH

@@ -195,11 +195,19 @@ class LoadedFunction:
     function: DataPackFunction
 
 
-def load_function_file(path: Path) -> ModuleType:
+def load_function_file(path: Path, loaded: dict[Path, ModuleType] | None = None) -> ModuleType:
     """Execute a function file in a module of its own and return the module.
 
     The file's folder is put on ``sys.path`` so it can import its neighbours.
+
+    Args:
+        path: The function file.
+        loaded: Modules already loaded for this simulation, by path; a file named twice in
+            one config (e.g. for its transceivers and its status function) is run once, so
+            its functions share their module's state.
     """
+    if loaded is not None and path in loaded:
+        return loaded[path]
     directory = str(path.parent)
     if directory not in sys.path:
         sys.path.append(directory)
@@ -210,6 +218,8 @@ def load_function_file(path: Path) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
+    if loaded is not None:
+        loaded[path] = module
     return module
 
 
@@ -225,6 +235,7 @@ def load_functions(
     engines: Sequence[str],
     config_file: str,
     json_path: str,
+    modules: dict[Path, ModuleType] | None = None,
 ) -> list[LoadedFunction]:
     """Load the functions of ``kinds`` a file defines and check the engines they name.
 
@@ -235,13 +246,14 @@ def load_functions(
         engines: Names of the simulation's engines.
         config_file: The config file, for errors.
         json_path: The entry's JSON path in the config, for errors.
+        modules: Modules already loaded for this simulation (see ``load_function_file``).
 
     Raises:
         ConfigError: If the file defines no such function, or a function names an engine
             that does not exist.
     """
     allowed = set(kinds)
-    found = [f for f in declared_functions(load_function_file(path)) if f.kind in allowed]
+    found = [f for f in declared_functions(load_function_file(path, modules)) if f.kind in allowed]
     if not found:
         decorators = " or ".join(f"@{k.value}" for k in sorted(allowed, key=lambda k: k.value))
         raise ConfigError(

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 from typing import Any
 
 from neuroloop.client import EngineClient
@@ -220,6 +220,7 @@ class Simulation:
         config = self.config
         engines = [e.name for e in config.engines]
         loaded: list[LoadedFunction] = []
+        modules: dict[Path, ModuleType] = {}
         for index, entry in enumerate(config.functions):
             if entry.is_active:
                 loaded += load_functions(
@@ -229,6 +230,7 @@ class Simulation:
                     engines,
                     str(config.path),
                     f"DataPackProcessingFunctions[{index}]",
+                    modules,
                 )
         status = None
         if config.status_function is not None:
@@ -239,6 +241,7 @@ class Simulation:
                 engines,
                 str(config.path),
                 "StatusFunction",
+                modules,
             )
             if len(found) > 1:
                 raise ConfigError(

@@ -417,3 +417,28 @@ def test_camera_renders_every_world_with_egl() -> None:
     assert result["shape"] == [2, 32, 48, 3]
     assert result["dtype"] == "uint8"
     assert 0 < result["mean"] < 255
+
+
+def test_reset_worlds_restarts_only_the_flagged_worlds(open_engines: list[MujocoEngine]) -> None:
+    host, _ = start(config("reach", Worlds=3), open_engines)
+    host.reset(11)
+    initial = read(host)["joint_positions"]
+    ctrlrange = read(host)["actuator_ctrlrange"]
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        host.step([("ctrl", random_ctrl(rng, ctrlrange, 3))], CONTROL_DT_NS, [])
+    moved = read(host)["joint_positions"]
+    flags = np.array([False, True, False])
+    _, values = host.step([("reset_worlds", flags)], 0, ["reset_worlds"])
+    assert values["reset_worlds"].tolist() == flags.tolist()
+    # The reset happens at the start of the next step; world 1 then starts afresh, holding
+    # its new pose, while worlds 0 and 2 go on from where they were.
+    host.step([], CONTROL_DT_NS, [])
+    after = read(host)
+    assert not after["reset_worlds"].any()
+    fresh = after["joint_positions"][1]
+    assert np.abs(fresh - initial[1]).max() < 0.1
+    assert not np.allclose(fresh, moved[1])
+    assert np.abs(after["joint_positions"][[0, 2]] - moved[[0, 2]]).max() < 0.5
+    with pytest.raises(ValueError, match="reset_worlds"):
+        host.step([("reset_worlds", np.ones(2, dtype=bool))], 0, [])

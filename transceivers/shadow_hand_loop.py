@@ -1,0 +1,182 @@
+"""The Shadow Hand closed loop as NRP-style functions: body -> brain -> body, with a task.
+
+``HandTaskLoop("reach", ...).functions()`` builds four declared functions for a simulation with
+a MuJoCo engine (``physics``) and a Keras brain engine (``brain``):
+
+- ``observe`` (preprocessing, physics): physics datapacks -> the task's step outcome
+  (reward, success, episode ends) -> preprocessed datapacks: the Sensation modalities,
+  ``episode_start`` and ``reset_worlds``;
+- ``to_brain`` (transceiver, brain): the Sensation and ``episode_start`` to the brain;
+- ``to_body`` (transceiver, physics): the brain's latest action -> ``ctrl`` in the
+  actuators' control range, plus ``reset_worlds`` for worlds whose episode ended;
+- ``status`` (status function): reports finished episodes and the task metric.
+
+A function file assigns them at module level, which is all the loader needs::
+
+    observe, to_brain, to_body, status = HandTaskLoop("reach", episode_steps=50).functions()
+
+List the file both under DataPackProcessingFunctions and as the StatusFunction: it is
+loaded once, so all four share one ``HandTaskLoop``.
+
+Physics and brain step concurrently, as in NRP-core: the action applied during
+[t, t + dt] was computed from the sensation at t - dt (one control step of latency).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from experiments.episodes import StepOutcome, TaskEpisodes
+from experiments.registry import get_task
+from neuroloop.datapack import DataPack, DataPackIdentifier
+from neuroloop.functions import (
+    DataPackFunction,
+    EngineDataPack,
+    PreprocessedDataPack,
+    PreprocessingFunction,
+    SimulationStatus,
+    SimulationTime,
+    StatusFunction,
+    TransceiverFunction,
+)
+from transceivers.shadow_hand import action_to_ctrl, sensation_from_physics
+
+PHYSICS_STATE = (
+    "joint_positions",
+    "joint_velocities",
+    "touch",
+    "fingertip_positions",
+    "palm_position",
+    "object_pose",
+    "object_velocities",
+)
+"""Physics datapacks the task and the sensation read every control step."""
+
+SENT_MODALITIES = ("proprioception", "touch", "goal", "asymmetric")
+"""Sensation modalities the Shadow Hand loop produces (no vision)."""
+
+NS_PER_S = 1e9
+
+
+class HandTaskLoop:
+    """The state behind the four functions: the task's episodes over the batch of worlds.
+
+    Args:
+        task_name: A task registered in ``experiments`` (``reach``, ``freereach``,
+            ``manipulate_block``).
+        physics: The MuJoCo engine's name.
+        brain: The brain engine's name.
+        distribution: The brain's policy distribution (how to map its action to ``ctrl``).
+        n_bins: Bins per actuator of a multicategorical policy.
+        episode_steps: Control steps per episode (``None``: only the task ends episodes).
+        seed: Seed of the goal sampler.
+        reward_config: Reward term weights overriding the task's defaults.
+    """
+
+    def __init__(
+        self,
+        task_name: str,
+        *,
+        physics: str = "physics",
+        brain: str = "brain",
+        distribution: str = "beta",
+        n_bins: int | None = None,
+        episode_steps: int | None = None,
+        seed: int | None = None,
+        reward_config: Mapping[str, float] | None = None,
+    ) -> None:
+        self.task = get_task(task_name)
+        self.physics = physics
+        self.brain = brain
+        self.distribution = distribution
+        self.n_bins = n_bins
+        # The control timestep is learnt from the loop's clock at the second observation.
+        self.episodes = TaskEpisodes(
+            self.task,
+            control_dt_s=0.0,
+            episode_steps=episode_steps,
+            seed=seed,
+            reward_config=reward_config,
+        )
+        self.last_ns: int | None = None
+
+    def observe(self, now: int, **state: DataPack) -> list[DataPack]:
+        """Physics state -> task outcome -> Sensation, episode_start, reset_worlds."""
+        values = {name: np.asarray(dp.data) for name, dp in state.items() if dp.data is not None}
+        if len(values) < len(state):
+            return []
+        if self.last_ns is not None and now > self.last_ns:
+            self.episodes.control_dt_s = (now - self.last_ns) / NS_PER_S
+        self.last_ns = now
+        outcome: StepOutcome = self.episodes.observe(values)
+        orientation = outcome.goal if self.task.goal_is_orientation else None
+        sensation = sensation_from_physics(values, outcome.goal, orientation)
+        physics = self.physics
+        datapacks = [DataPack(m, physics, sensation[m].astype(np.float32)) for m in sensation]
+        datapacks.append(DataPack("episode_start", physics, outcome.episode_start))
+        datapacks.append(DataPack("reset_worlds", physics, outcome.done))
+        return datapacks
+
+    def to_brain(self, **inputs: DataPack) -> list[DataPack]:
+        """The Sensation and episode starts, re-addressed to the brain."""
+        return [
+            DataPack(name, self.brain, datapack.data)
+            for name, datapack in inputs.items()
+            if datapack.data is not None
+        ]
+
+    def to_body(
+        self, action: DataPack, ctrlrange: DataPack, reset_worlds: DataPack
+    ) -> list[DataPack]:
+        """The brain's action as actuator targets, and the worlds to reset."""
+        datapacks = []
+        if action.data is not None and ctrlrange.data is not None:
+            ctrl = action_to_ctrl(
+                self.distribution, np.asarray(action.data), ctrlrange.data, self.n_bins
+            )
+            datapacks.append(DataPack("ctrl", self.physics, ctrl))
+        if reset_worlds.data is not None:
+            datapacks.append(DataPack("reset_worlds", self.physics, reset_worlds.data))
+        return datapacks
+
+    def status(self) -> SimulationStatus:
+        """Finished episodes, their mean return and the task metric."""
+        report = SimulationStatus()
+        summary = self.episodes.record.summary()
+        report["episodes"] = summary["episodes"]
+        if summary["episodes"]:
+            report[self.task.metric] = round(summary["mean_metric"], 3)
+            report["mean_return"] = round(summary["mean_return"], 3)
+        return report
+
+    def functions(
+        self,
+    ) -> tuple[DataPackFunction, DataPackFunction, DataPackFunction, DataPackFunction]:
+        """The declared ``(observe, to_brain, to_body, status)`` functions."""
+        physics, brain = self.physics, self.brain
+
+        def from_physics(name: str, keyword: str | None = None) -> EngineDataPack:
+            return EngineDataPack(keyword or name, DataPackIdentifier(name, physics))
+
+        def preprocessed(name: str) -> PreprocessedDataPack:
+            return PreprocessedDataPack(name, DataPackIdentifier(name, physics))
+
+        observe = SimulationTime("now")(self.observe)
+        for name in PHYSICS_STATE:
+            observe = from_physics(name)(observe)
+        to_brain = DataPackFunction(self.to_brain)
+        for name in (*SENT_MODALITIES, "episode_start"):
+            to_brain = preprocessed(name)(to_brain)
+        to_body = EngineDataPack("action", DataPackIdentifier("action", brain))(
+            from_physics("actuator_ctrlrange", "ctrlrange")(
+                preprocessed("reset_worlds")(self.to_body)
+            )
+        )
+        return (
+            PreprocessingFunction(physics)(observe),
+            TransceiverFunction(brain)(to_brain),
+            TransceiverFunction(physics)(to_body),
+            StatusFunction()(self.status),
+        )
