@@ -1,0 +1,688 @@
+"""The brain engine: a Keras brain stepped for a batch of worlds, one compiled call per step.
+
+The engine's section of a simulation config::
+
+    {
+      "EngineName": "brain",
+      "EngineType": "keras_brain",
+      "EngineTimestep": 0.02,
+      "EngineExtraConfigs": {
+        "Brain": "lstm",
+        "BrainOptions": {"recurrent_units": 64},
+        "Distribution": "beta",
+        "InputShapes": {"proprioception": [48], "touch": [5], "goal": [15]},
+        "ActionDim": 20,
+        "Worlds": 4,
+        "Seed": 3
+      }
+    }
+
+``EngineExtraConfigs`` keys (relative paths are resolved against ``ConfigDirectory``):
+
+=================== ============ =============================================================
+key                 default      meaning
+=================== ============ =============================================================
+Brain               (required)   a registered brain (``mlp``, ``lstm``, ``gru``, ``wide``) or
+                                 ``"path/to/file.py:builder"``, a function
+                                 ``builder(input_shapes, distribution, **options) -> Brain``
+BrainOptions        ``{}``       builder options, e.g. ``{"recurrent_units": 64}``
+Distribution        ``"beta"``   ``beta``, ``gaussian`` or ``multicategorical``
+DistributionOptions ``{}``       e.g. ``{"n_bins": 11}`` (multicategorical)
+InputShapes         (required)   per-step shape of each modality, e.g. ``{"goal": [15]}``
+ActionDim           (required)   number of action dimensions (joints)
+Worlds              ``1``        batch size ``W``: worlds stepped together
+Weights             none         a ``.weights.h5`` file written by ``brain.joint.save_weights``
+Deterministic       ``false``    act on the distribution's ``mode()`` instead of sampling
+Seed                none         seeds the sampler; none: fresh entropy
+Threads             ``1``        TensorFlow intra- and inter-op threads, when TensorFlow has
+                                 not started yet (the launcher also sets ``TF_NUM_*_THREADS``)
+=================== ============ =============================================================
+
+``Seed`` and ``reset(seed)`` seed only the sampler. Without ``Weights`` the initial weights
+come from Keras's own random initializers; engines that must agree load the same weights.
+
+Each ``step`` runs one ``tf.function``-compiled call of the brain's joint model on the
+current inputs of all ``W`` worlds with the carried recurrent state, then samples (a seeded
+``tf.random.Generator`` whose state lives in the compiled call) or takes the mode. The
+duration of the step does not matter: one step is one policy decision.
+
+Datapacks in (first axis = world ``W``):
+
+================ ======================= ===================================================
+name             shape, dtype            content
+================ ======================= ===================================================
+<modality>       [W, *InputShapes[m]]    one per modality in ``InputShapes`` (``vision``,
+                 numeric                 ``touch``, ``proprioception``, ``goal``,
+                                         ``asymmetric``), cast to float32; must be finite.
+                                         Inputs stay until replaced or ``reset``.
+episode_start    [W] bool                worlds whose episode just (re)started: their
+                                         recurrent state is zeroed before the next step
+weights          [n_weights] float       every array of ``joint.get_weights()`` flattened and
+                                         concatenated in order (see ``flat_weights``)
+checkpoint       JSON string             path of a ``.weights.h5`` file to load
+================ ======================= ===================================================
+
+Datapacks out (``None`` until the first step after ``initialize`` or ``reset``):
+
+================ ======================= ===================================================
+name             shape, dtype            content
+================ ======================= ===================================================
+action           [W, A] float32          the sample (or mode); int32 bin indices for
+                                         multicategorical
+log_prob         [W] float32             log probability of ``action``
+value            [W] float32             the value network's estimate
+alpha, beta      [W, A] float32          Beta parameters (beta distribution)
+mean, log_std    [W, A] float32          Gaussian parameters (gaussian distribution)
+logits           [W, A, n_bins] float32  multicategorical logits
+state            [W, S] float32          the recurrent state the next step starts from (any
+                                         ``episode_start`` applied), ``brain.state_names``
+                                         concatenated in order; ``S = 0`` for a feed-forward
+                                         brain. Read-only.
+================ ======================= ===================================================
+
+Reading an input datapack returns what was last set (``weights``: the current weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import logging
+import math
+import secrets
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import brains  # registers the built-in brains
+from brains.registry import Brain, build_brain
+from neuroloop.datapack import DataPackValue
+from neuroloop.engine import Engine
+from neuroloop.sensation import BATCHED_RANKS, MODALITIES
+from neuroloop.training.distributions import get_distribution
+
+EXTRA_CONFIG_KEYS = (
+    "Brain",
+    "BrainOptions",
+    "Distribution",
+    "DistributionOptions",
+    "InputShapes",
+    "ActionDim",
+    "Worlds",
+    "Weights",
+    "Deterministic",
+    "Seed",
+    "Threads",
+)
+"""Keys this engine understands in ``EngineExtraConfigs``."""
+
+REQUIRED_KEYS = ("Brain", "InputShapes", "ActionDim")
+"""``EngineExtraConfigs`` keys without a default."""
+
+DEFAULT_DISTRIBUTION = "beta"
+"""Action distribution when ``Distribution`` is not given."""
+
+DEFAULT_WORLDS = 1
+"""Worlds (batch rows) when ``Worlds`` is not given."""
+
+DEFAULT_THREADS = 1
+"""TensorFlow intra- and inter-op threads when ``Threads`` is not given."""
+
+WEIGHTS_SUFFIX = ".weights.h5"
+"""File name ending Keras requires of ``save_weights`` / ``load_weights`` files."""
+
+RNG_ALGORITHM = "philox"
+"""Algorithm of the sampler's ``tf.random.Generator`` (fixed, so reseeding keeps its shape)."""
+
+KERAS_VALUES_MARKER = "Target variable:"
+"""Where Keras's weight-loading errors start listing a variable's values."""
+
+INPUT_DTYPE = np.float32
+"""dtype the brain's modality inputs are cast to."""
+
+EPISODE_START = "episode_start"
+WEIGHTS = "weights"
+CHECKPOINT = "checkpoint"
+ACTION = "action"
+LOG_PROB = "log_prob"
+VALUE = "value"
+STATE = "state"
+CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
+"""Inputs besides the modalities."""
+
+BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE, STATE)
+"""Outputs besides the distribution's parameters."""
+
+
+def flat_weights(model: keras.Model) -> np.ndarray:
+    """Every array of ``model.get_weights()`` flattened and concatenated, as float32.
+
+    This is the layout the ``weights`` datapack takes.
+
+    Args:
+        model: A Keras model, usually ``brain.joint``.
+    """
+    arrays = model.get_weights()
+    if not arrays:
+        return np.zeros(0, np.float32)
+    return np.concatenate([np.ravel(array) for array in arrays]).astype(np.float32)
+
+
+def _positive_int(value: Any, context: str, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.{key} to be an integer >= 1. "
+            f"Received: {key}={value!r}"
+        )
+    return value
+
+
+def _mapping(value: Any, context: str, key: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.{key} to be an object. "
+            f"Received: {key}={value!r}"
+        )
+    return value
+
+
+def _input_shapes(value: Any, context: str) -> dict[str, tuple[int, ...]]:
+    """``InputShapes`` as ``{modality: shape}``, in ``MODALITIES`` order."""
+    given = _mapping(value, context, "InputShapes")
+    unknown = sorted(set(given) - set(MODALITIES))
+    if unknown or not given:
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.InputShapes to map modalities among "
+            f"{list(MODALITIES)} to per-step shapes. Received: InputShapes={dict(given)!r}"
+        )
+    shapes = {}
+    for name in MODALITIES:
+        if name not in given:
+            continue
+        shape = given[name]
+        rank = BATCHED_RANKS[name] - 1
+        if (
+            not isinstance(shape, Sequence)
+            or isinstance(shape, str)
+            or len(shape) != rank
+            or not all(not isinstance(n, bool) and isinstance(n, int) and n > 0 for n in shape)
+        ):
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs.InputShapes.{name} to be {rank} "
+                f"positive ints (one step, no world axis). Received: {name}={shape!r}"
+            )
+        shapes[name] = tuple(shape)
+    return shapes
+
+
+def _load_builder(spec: str, base: Path, context: str) -> Callable[..., Brain]:
+    """The builder function named by ``"path/to/file.py:function"``."""
+    file_name, _, function_name = spec.rpartition(":")
+    if not file_name.endswith(".py") or not function_name.isidentifier():
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.Brain to be a registered brain "
+            f"{list(brains.known_brains())} or 'path/to/file.py:builder_function'. "
+            f"Received: Brain={spec!r}"
+        )
+    path = Path(file_name) if Path(file_name).is_absolute() else base / file_name
+    path = path.resolve()
+    if not path.is_file():
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.Brain to name an existing .py file. "
+            f"Received: {path}"
+        )
+    module_name = f"neuroloop_brain_{hashlib.sha1(str(path).encode()).hexdigest()[:16]}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        module_spec = importlib.util.spec_from_file_location(module_name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ValueError(f"{context}: cannot load brain file {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        sys.modules[module_name] = module
+        try:
+            module_spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[module_name]
+            raise
+    builder = getattr(module, function_name, None)
+    if not callable(builder):
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.Brain to name a function in {path}. "
+            f"Received: {function_name!r}"
+        )
+    return builder
+
+
+def _set_threads(threads: int, log: logging.Logger) -> None:
+    """Set TensorFlow's thread pools, unless TensorFlow has already started."""
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        log.debug("TensorFlow already started: Threads=%d not applied", threads)
+
+
+class KerasBrainEngine(Engine):
+    """A Keras brain (policy, value, joint models) acting for a batch of worlds.
+
+    Args:
+        name: The engine's name in the simulation config; errors and logs use it.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self._log = logging.getLogger(f"{__name__}.{name}")
+        self._brain: Brain | None = None
+        self._names: tuple[str, ...] = ()
+        self._worlds = 0
+        self._shapes: dict[str, tuple[int, ...]] = {}
+        self._base = Path.cwd()
+        self._inputs: dict[str, tf.Tensor] = {}
+        self._pending_reset: np.ndarray | None = None
+        self._no_restart: tf.Tensor | None = None
+        self._state: tuple[tf.Tensor, ...] = ()
+        self._outputs: dict[str, tf.Tensor] = {}
+        self._checkpoint: str | None = None
+        self._generator: tf.random.Generator | None = None
+        self._forward: Any = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def initialize(self, config: Mapping[str, Any]) -> None:
+        """Build the brain, load its weights and compile the step.
+
+        Args:
+            config: The engine's section of the simulation config (see the module docstring).
+
+        Raises:
+            ValueError: If a key is missing, unknown or malformed, the brain cannot be built,
+                or the weights file is missing or does not fit the brain.
+        """
+        context = f"[{self.name}] initialize"
+        extra = config.get("EngineExtraConfigs") or {}
+        if not isinstance(extra, Mapping):
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs to be an object. Received: {extra!r}"
+            )
+        unknown = sorted(set(extra) - set(EXTRA_CONFIG_KEYS))
+        if unknown:
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs keys among {list(EXTRA_CONFIG_KEYS)}. "
+                f"Received: {unknown}"
+            )
+        missing = [key for key in REQUIRED_KEYS if key not in extra]
+        if missing:
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs to give {list(REQUIRED_KEYS)}. "
+                f"Received: no {', '.join(missing)}"
+            )
+        self._base = Path(config.get("ConfigDirectory") or Path.cwd())
+        _set_threads(
+            _positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads"), self._log
+        )
+        self._worlds = _positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
+        deterministic = extra.get("Deterministic", False)
+        if not isinstance(deterministic, bool):
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs.Deterministic to be true or false. "
+                f"Received: Deterministic={deterministic!r}"
+            )
+        seed = extra.get("Seed")
+        seed = None if seed is None else self._checked_seed(seed, context, "Seed")
+
+        brain = self._build(extra, context)
+        weights = extra.get("Weights")
+        if weights is not None:
+            if not isinstance(weights, str):
+                raise ValueError(
+                    f"{context}: expected EngineExtraConfigs.Weights to be a path to a "
+                    f"{WEIGHTS_SUFFIX} file. Received: Weights={weights!r}"
+                )
+            self._load_weights(brain, weights, f"{context}: EngineExtraConfigs.Weights")
+        self._brain = brain
+
+        reserved = {*self._shapes, *CONTROL_INPUTS, *BASE_OUTPUTS}
+        clashing = sorted(reserved & set(brain.distribution.param_names))
+        if clashing:
+            raise ValueError(
+                f"{context}: expected distribution parameter names that differ from the "
+                f"engine's datapacks {sorted(reserved)}. Received: {clashing}"
+            )
+        self._names = (
+            *self._shapes,
+            *CONTROL_INPUTS,
+            ACTION,
+            LOG_PROB,
+            VALUE,
+            *brain.distribution.param_names,
+            STATE,
+        )
+        self._generator = (
+            tf.random.Generator.from_non_deterministic_state(alg=RNG_ALGORITHM)
+            if seed is None
+            else tf.random.Generator.from_seed(seed, alg=RNG_ALGORITHM)
+        )
+        self._forward = self._compile(brain, deterministic)
+        self._clear()
+
+    def reset(self, seed: int | None) -> None:
+        """Zero the recurrent state, forget inputs and outputs, reseed the sampler.
+
+        Args:
+            seed: Non-negative integer that makes sampling repeatable, or ``None`` for
+                fresh entropy.
+
+        Raises:
+            ValueError: If the seed is negative or not an integer, or before ``initialize``.
+        """
+        self._require("reset")
+        generator = self._generator
+        assert generator is not None
+        if seed is None:
+            generator.reset_from_seed(secrets.randbits(63))
+        else:
+            generator.reset_from_seed(self._checked_seed(seed, f"[{self.name}] reset", "seed"))
+        self._clear()
+
+    def step(self, timestep_ns: int) -> None:
+        """Act once for every world: one compiled forward pass, then sample or take the mode.
+
+        Raises:
+            ValueError: If a modality input has not been set since ``initialize`` or
+                ``reset``.
+        """
+        self._require("step")
+        missing = [name for name in self._shapes if name not in self._inputs]
+        if missing:
+            raise ValueError(
+                f"[{self.name}] step: expected every modality the brain reads "
+                f"({', '.join(self._shapes)}) to be set. Received: no {', '.join(missing)}"
+            )
+        pending = self._pending_reset
+        restart = self._no_restart if pending is None else tf.constant(pending)
+        outputs, state = self._forward(self._inputs, self._state, restart)
+        self._outputs = outputs
+        self._state = tuple(state)
+        self._pending_reset = None
+
+    # ------------------------------------------------------------------ datapacks
+
+    @property
+    def datapack_names(self) -> Sequence[str]:
+        return self._names
+
+    @property
+    def brain(self) -> Brain:
+        """The brain this engine steps (its joint model holds the current weights)."""
+        return self._require("brain")
+
+    @property
+    def n_worlds(self) -> int:
+        """Number of worlds (batch rows) this engine steps."""
+        return self._worlds
+
+    def get_datapack(self, name: str) -> DataPackValue:
+        brain = self._require(f"get {name}")
+        if name in self._shapes:
+            tensor = self._inputs.get(name)
+            return None if tensor is None else tensor.numpy()
+        if name == EPISODE_START:
+            return None if self._pending_reset is None else self._pending_reset.copy()
+        if name == WEIGHTS:
+            return flat_weights(brain.joint)
+        if name == CHECKPOINT:
+            return self._checkpoint
+        if name == STATE:
+            return self._flat_state()
+        if name not in self._names:
+            raise ValueError(
+                f"[{self.name}] get: expected one of this engine's datapacks "
+                f"({', '.join(self._names)}). Received: {name!r}"
+            )
+        value = self._outputs.get(name)
+        return None if value is None else value.numpy()
+
+    def set_datapack(self, name: str, value: DataPackValue) -> None:
+        brain = self._require(f"set {name}")
+        if name in self._shapes:
+            self._inputs[name] = tf.constant(self._modality(name, value))
+        elif name == EPISODE_START:
+            self._pending_reset = self._episode_start(value, self._pending_reset)
+        elif name == WEIGHTS:
+            self._set_flat_weights(brain, value)
+            self._checkpoint = None
+        elif name == CHECKPOINT:
+            if not isinstance(value, str):
+                raise ValueError(
+                    f"[{self.name}] set checkpoint: expected a JSON string path to a "
+                    f"{WEIGHTS_SUFFIX} file. Received: {type(value).__name__}"
+                )
+            self._load_weights(brain, value, f"[{self.name}] set checkpoint")
+        else:
+            inputs = (*self._shapes, *CONTROL_INPUTS)
+            raise ValueError(
+                f"[{self.name}] set: expected one of the datapacks this engine accepts "
+                f"({', '.join(inputs)}). Received: {name!r}"
+            )
+
+    # ------------------------------------------------------------------ helpers
+
+    def _require(self, verb: str) -> Brain:
+        if self._brain is None:
+            raise ValueError(f"[{self.name}] {verb}: expected initialize() first. Received: none")
+        return self._brain
+
+    def _checked_seed(self, seed: Any, context: str, key: str) -> int:
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+            raise ValueError(
+                f"{context}: expected a non-negative integer {key} or none. "
+                f"Received: {key}={seed!r}"
+            )
+        return int(seed)
+
+    def _build(self, extra: Mapping[str, Any], context: str) -> Brain:
+        """Build the brain named by ``Brain`` with its options and distribution."""
+        self._shapes = _input_shapes(extra["InputShapes"], context)
+        action_dim = _positive_int(extra["ActionDim"], context, "ActionDim")
+        options = _mapping(extra.get("BrainOptions", {}), context, "BrainOptions")
+        dist_name = extra.get("Distribution", DEFAULT_DISTRIBUTION)
+        dist_options = _mapping(
+            extra.get("DistributionOptions", {}), context, "DistributionOptions"
+        )
+        spec = extra["Brain"]
+        if not isinstance(spec, str) or not spec:
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs.Brain to be a registered brain "
+                f"{list(brains.known_brains())} or 'path/to/file.py:builder_function'. "
+                f"Received: Brain={spec!r}"
+            )
+        registered = spec in brains.known_brains()
+        builder = None if registered else _load_builder(spec, self._base, context)
+        try:
+            distribution = get_distribution(dist_name, action_dim, **dist_options)
+            if builder is None:
+                brain = build_brain(
+                    spec,
+                    input_shapes=self._shapes,
+                    action_dim=action_dim,
+                    distribution=distribution,
+                    **options,
+                )
+            else:
+                brain = builder(self._shapes, distribution, **options)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"{context}: cannot build brain {spec!r} (BrainOptions={dict(options)}, "
+                f"Distribution={dist_name!r}, DistributionOptions={dict(dist_options)}). "
+                f"Received: {error}"
+            ) from None
+        if not isinstance(brain, Brain):
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs.Brain's builder to return a Brain. "
+                f"Received: {type(brain).__name__}"
+            )
+        used = {tensor.name for tensor in brain.joint.inputs} & set(MODALITIES)
+        if used != set(self._shapes):
+            raise ValueError(
+                f"{context}: expected the brain to read exactly the modalities in "
+                f"InputShapes {list(self._shapes)}. Received: brain inputs {sorted(used)}"
+            )
+        if brain.distribution.action_dim != action_dim:
+            raise ValueError(
+                f"{context}: expected the brain's distribution to have ActionDim={action_dim}. "
+                f"Received: {brain.distribution!r}"
+            )
+        return brain
+
+    def _compile(self, brain: Brain, deterministic: bool) -> Any:
+        """The step as the concrete function of one ``tf.function``, traced once here.
+
+        Calling the concrete function skips ``tf.function``'s per-call argument matching,
+        which costs about as much as the brain itself at small sizes.
+        """
+        worlds = self._worlds
+        distribution = brain.distribution
+        generator = self._generator
+        sizes = {**brain.policy_state_sizes, **brain.value_state_sizes}
+        names = brain.state_names
+        signature = [
+            {
+                name: tf.TensorSpec((worlds, *shape), tf.float32, name=name)
+                for name, shape in self._shapes.items()
+            },
+            tuple(tf.TensorSpec((worlds, sizes[name]), tf.float32, name=name) for name in names),
+            tf.TensorSpec((worlds,), tf.bool, name=EPISODE_START),
+        ]
+
+        def forward(
+            inputs: dict[str, tf.Tensor], state: tuple[tf.Tensor, ...], restart: tf.Tensor
+        ) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, ...]]:
+            keep = tf.logical_not(restart)[:, tf.newaxis]
+            values: dict[str, tf.Tensor] = {
+                name: tf.expand_dims(tensor, 1) for name, tensor in inputs.items()
+            }
+            for name, tensor in zip(names, state, strict=True):
+                values[name] = tf.where(keep, tensor, tf.zeros_like(tensor))
+            out = brain.joint(brain.select_inputs(brain.joint, values), training=False)
+            params = {key: out[key][:, 0] for key in distribution.param_names}
+            if deterministic:
+                action = distribution.mode(params)
+            else:
+                action = distribution.sample(params, generator)
+            outputs = {
+                ACTION: action,
+                LOG_PROB: distribution.log_prob(params, action),
+                VALUE: out[VALUE][:, 0, 0],
+                **params,
+            }
+            return outputs, tuple(out[name] for name in names)
+
+        return tf.function(forward).get_concrete_function(*signature)
+
+    def _clear(self) -> None:
+        brain = self._require("reset")
+        self._inputs = {}
+        self._pending_reset = None
+        self._no_restart = tf.zeros((self._worlds,), tf.bool)
+        self._outputs = {}
+        self._state = tuple(
+            tf.constant(value) for value in brain.initial_state(self._worlds).values()
+        )
+
+    def _flat_state(self) -> np.ndarray:
+        if not self._state:
+            return np.zeros((self._worlds, 0), np.float32)
+        state = np.concatenate([tensor.numpy() for tensor in self._state], axis=1)
+        if self._pending_reset is not None:
+            state[self._pending_reset] = 0.0
+        return state
+
+    def _modality(self, name: str, value: DataPackValue) -> np.ndarray:
+        expected = (self._worlds, *self._shapes[name])
+        array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
+        if array is None or array.dtype.kind not in "biuf":
+            received = type(value).__name__ if array is None else f"dtype={array.dtype}"
+            raise ValueError(
+                f"[{self.name}] set {name}: expected a numeric array of shape {expected}. "
+                f"Received: {received}"
+            )
+        if array.shape != expected:
+            raise ValueError(
+                f"[{self.name}] set {name}: expected shape {expected} (worlds, *InputShapes."
+                f"{name}). Received: shape {array.shape}"
+            )
+        array = np.ascontiguousarray(array, dtype=INPUT_DTYPE)
+        finite = np.isfinite(array).reshape(self._worlds, -1).all(axis=1)
+        if not finite.all():
+            raise ValueError(
+                f"[{self.name}] set {name}: expected finite values. Received: NaN or inf in "
+                f"worlds {np.flatnonzero(~finite).tolist()}"
+            )
+        return array
+
+    def _episode_start(self, value: DataPackValue, pending: np.ndarray | None) -> np.ndarray:
+        array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
+        if array is None or array.shape != (self._worlds,) or array.dtype.kind != "b":
+            received = (
+                type(value).__name__
+                if array is None
+                else f"dtype={array.dtype}, shape {array.shape}"
+            )
+            raise ValueError(
+                f"[{self.name}] set {EPISODE_START}: expected a bool array of shape "
+                f"({self._worlds},) (one flag per world). Received: {received}"
+            )
+        return array.copy() if pending is None else pending | array
+
+    def _set_flat_weights(self, brain: Brain, value: DataPackValue) -> None:
+        context = f"[{self.name}] set {WEIGHTS}"
+        shapes = [tuple(weight.shape) for weight in brain.joint.weights]
+        total = sum(math.prod(shape) for shape in shapes)
+        array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
+        if array is None or array.dtype.kind != "f" or array.shape != (total,):
+            received = (
+                type(value).__name__
+                if array is None
+                else f"dtype={array.dtype}, shape {array.shape}"
+            )
+            raise ValueError(
+                f"{context}: expected a flat float32 array of shape ({total},): every array "
+                f"of the joint model's get_weights() flattened and concatenated in order. "
+                f"Received: {received}"
+            )
+        if not np.isfinite(array).all():
+            raise ValueError(f"{context}: expected finite weights. Received: NaN or inf")
+        flat = array.astype(np.float32, copy=False)
+        offsets = np.cumsum([math.prod(shape) for shape in shapes])[:-1]
+        pieces = np.split(flat, offsets)
+        brain.joint.set_weights(
+            [piece.reshape(shape) for piece, shape in zip(pieces, shapes, strict=True)]
+        )
+
+    def _load_weights(self, brain: Brain, path_text: str, context: str) -> None:
+        path = Path(path_text) if Path(path_text).is_absolute() else self._base / path_text
+        path = path.resolve()
+        if not path.name.endswith(WEIGHTS_SUFFIX):
+            raise ValueError(
+                f"{context}: expected a {WEIGHTS_SUFFIX} file written by "
+                f"brain.joint.save_weights. Received: {path}"
+            )
+        if not path.is_file():
+            raise ValueError(f"{context}: expected an existing weights file. Received: {path}")
+        before = brain.joint.get_weights()
+        try:
+            brain.joint.load_weights(path)
+        except (ValueError, OSError) as error:
+            brain.joint.set_weights(before)  # Keras loads what fits before it raises
+            # Keras appends the target variable's values: keep the message before them.
+            reason = " ".join(str(error).split(KERAS_VALUES_MARKER)[0].split())
+            raise ValueError(
+                f"{context}: the weights in {path} do not fit brain {brain.name!r}. "
+                f"Received: {reason}"
+            ) from None
+        self._checkpoint = str(path)
