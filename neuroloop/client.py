@@ -11,6 +11,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -36,7 +37,7 @@ class EngineUnavailableError(EngineError):
 class StepResult:
     """A Step call in flight; ``result()`` waits for it and decodes the reply."""
 
-    def __init__(self, client: EngineClient, future: grpc.Future) -> None:
+    def __init__(self, client: EngineClient, future: Future[pb.StepReply]) -> None:
         self._client = client
         self._future = future
 
@@ -68,6 +69,7 @@ class EngineClient:
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EngineStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
+        self._caller = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"client-{name}")
 
     def wait_ready(self, timeout_s: float, alive: Callable[[], None] | None = None) -> None:
         """Poll the standard gRPC health service until the server answers SERVING.
@@ -125,7 +127,11 @@ class EngineClient:
             timestep_ns=timestep_ns,
             get=get,
         )
-        return StepResult(self, self._stub.Step.future(request, timeout=self.timeout_s))
+        # A blocking call on the client's own thread: grpc's .future() starts a new channel
+        # spin thread whenever no call is in flight, which costs about 1 ms per step.
+        return StepResult(
+            self, self._caller.submit(self._stub.Step, request, timeout=self.timeout_s)
+        )
 
     def step(
         self,
@@ -156,6 +162,7 @@ class EngineClient:
 
     def close(self) -> None:
         """Close the channel; give up after CLOSE_TIMEOUT_S rather than hang the caller."""
+        self._caller.shutdown(wait=False, cancel_futures=True)
         closer = threading.Thread(target=self._channel.close, daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT_S)
