@@ -5,8 +5,9 @@ EngineExtraConfigs:
     EnvKwargs: keyword arguments for ``gymnasium.make`` (default ``{}``).
 
 EngineTimestep must be a whole multiple of the environment's own ``dt`` (when it has
-one): each engine step repeats the last action that many times (a frame skip) and sums
-the rewards. Without ``dt``, one engine step is one environment step.
+one): each engine step repeats the last action as many times as ``dt`` fits in the step's
+timestep (a frame skip) and sums the rewards. Without ``dt``, one engine step is one
+environment step.
 
 Datapacks out: ``observation``, ``reward`` (float64, summed over the frame skip),
 ``terminated``, ``truncated`` (bool), ``episode_return`` and ``episode`` (the episode
@@ -48,7 +49,9 @@ class GymnasiumEngine(Engine):
             self.env = gymnasium.make(env_id, **extra.get("EnvKwargs", {}))
         except gymnasium.error.Error as error:
             raise ValueError(f"[{self.name}] EngineExtraConfigs.EnvId: {error}") from None
-        self.frame_skip = self._frame_skip(config)
+        dt = getattr(self.env.unwrapped, "dt", None)
+        self.dt_ns = round(dt * NS_PER_S) if dt is not None else None
+        self._frames(round(float(config.get("EngineTimestep", 0)) * NS_PER_S))
         self.action_space = self.env.action_space
         self.action = np.zeros(
             self.action_space.shape or (), dtype=self.action_space.dtype or np.float32
@@ -56,18 +59,17 @@ class GymnasiumEngine(Engine):
         self._start_episode(seed=None)
         self.episode = 0
 
-    def _frame_skip(self, config: Mapping[str, Any]) -> int:
-        dt = getattr(self.env.unwrapped, "dt", None)
-        timestep_ns = round(float(config.get("EngineTimestep", 0)) * NS_PER_S)
-        if dt is None:
+    def _frames(self, timestep_ns: int) -> int:
+        """Environment steps in ``timestep_ns``: 1 without ``dt``, else a whole multiple."""
+        if self.dt_ns is None:
             return 1
-        dt_ns = round(dt * NS_PER_S)
-        if timestep_ns <= 0 or timestep_ns % dt_ns:
+        if timestep_ns <= 0 or timestep_ns % self.dt_ns:
             raise ValueError(
                 f"[{self.name}] EngineTimestep: expected a whole multiple of the environment's "
-                f"dt = {dt} s. Received: EngineTimestep={timestep_ns / NS_PER_S} s"
+                f"dt = {self.dt_ns / NS_PER_S} s. "
+                f"Received: EngineTimestep={timestep_ns / NS_PER_S} s"
             )
-        return timestep_ns // dt_ns
+        return timestep_ns // self.dt_ns
 
     def _start_episode(self, seed: int | None) -> None:
         self.observation, _ = self.env.reset(seed=seed)
@@ -82,11 +84,12 @@ class GymnasiumEngine(Engine):
         self.episode = 0
 
     def step(self, timestep_ns: int) -> None:
+        frames = self._frames(timestep_ns)
         if self.terminated or self.truncated:
             self._start_episode(seed=None)
             self.episode += 1
         self.reward = 0.0
-        for _ in range(self.frame_skip):
+        for _ in range(frames):
             observation, reward, terminated, truncated, _ = self.env.step(self.action)
             self.observation = observation
             self.reward += float(reward)
@@ -118,7 +121,13 @@ class GymnasiumEngine(Engine):
         if name not in INPUTS:
             raise ValueError(f"[{self.name}] set: expected one of {INPUTS}. Received: {name!r}")
         space = self.action_space
-        action = np.asarray(value, dtype=space.dtype)
+        try:
+            action = np.asarray(value, dtype=space.dtype)
+        except (TypeError, ValueError) as error:
+            raise ValueError(
+                f"[{self.name}] datapack 'action': expected numbers of dtype {space.dtype}. "
+                f"Received: {value!r:.200} ({error})"
+            ) from None
         if action.shape != space.shape:
             raise ValueError(
                 f"[{self.name}] datapack 'action': expected shape {space.shape}. "

@@ -33,13 +33,14 @@ ActionDim           (required)   number of action dimensions (joints)
 Worlds              ``1``        batch size ``W``: worlds stepped together
 Weights             none         a ``.weights.h5`` file written by ``brain.joint.save_weights``
 Deterministic       ``false``    act on the distribution's ``mode()`` instead of sampling
-Seed                none         seeds the sampler; none: fresh entropy
+Seed                none         seeds the initial weights and the sampler; none: entropy
 Threads             ``1``        TensorFlow intra- and inter-op threads, when TensorFlow has
                                  not started yet (the launcher also sets ``TF_NUM_*_THREADS``)
 =================== ============ =============================================================
 
-``Seed`` and ``reset(seed)`` seed only the sampler. Without ``Weights`` the initial weights
-come from Keras's own random initializers; engines that must agree load the same weights.
+``Seed`` also seeds Keras's initializers, so two engines with the same ``Seed`` start from
+the same weights; ``reset(seed)`` reseeds only the sampler. ``Weights`` replaces the
+initial weights.
 
 Each ``step`` runs one ``tf.function``-compiled call of the brain's joint model on the
 current inputs of all ``W`` worlds with the carried recurrent state, then samples (a seeded
@@ -334,6 +335,8 @@ class KerasBrainEngine(Engine):
             )
         seed = extra.get("Seed")
         seed = None if seed is None else self._checked_seed(seed, context, "Seed")
+        if seed is not None:
+            keras.utils.set_random_seed(seed)
 
         brain = self._build(extra, context)
         weights = extra.get("Weights")

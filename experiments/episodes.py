@@ -102,6 +102,14 @@ class TaskEpisodes:
         self._steps = np.zeros(0, dtype=np.int64)
         self._returns = np.zeros(0)
 
+    def restart(self, seed: int | None) -> None:
+        """Start every world's episode afresh at the next observation, with a new goal seed.
+
+        Finished-episode statistics are kept; the episodes in progress are dropped.
+        """
+        self.rng = np.random.default_rng(seed)
+        self._goal = None
+
     def observe(self, state: State) -> StepOutcome:
         """Account for one control step that ended in ``state``; see the module docstring."""
         task = self.task

@@ -147,10 +147,10 @@ def _run(args: argparse.Namespace) -> int:
     progress = _Progress(quiet=args.quiet)
     started = time.perf_counter()
     try:
-        with Simulation.from_config(args.config, args.override, recorder=recorder) as sim:
+        with Simulation.from_config(
+            args.config, args.override, recorder=recorder, seed=args.seed
+        ) as sim:
             INTERRUPTS.check()
-            if args.seed is not None:
-                sim.reset(args.seed)
             progress.begin()
             if args.steps is not None:
                 for _ in range(args.steps):

@@ -170,7 +170,12 @@ def load_engine_class(spec: str) -> type[Engine]:
                 f"engine {spec!r}: expected an importable module. Received: {error}"
             ) from None
     if class_name:
-        engine_class = getattr(module, class_name, None)
+        if not hasattr(module, class_name):
+            raise ValueError(
+                f"engine {spec!r}: expected {target} to define {class_name}. "
+                f"Received: no {class_name} in {target}"
+            )
+        engine_class = getattr(module, class_name)
     else:
         defined = [
             obj
@@ -191,5 +196,11 @@ def load_engine_class(spec: str) -> type[Engine]:
         raise ValueError(
             f"engine {spec!r}: expected a subclass of neuroloop.engine.Engine. "
             f"Received: {engine_class!r}"
+        )
+    if inspect.isabstract(engine_class):
+        missing = ", ".join(sorted(getattr(engine_class, "__abstractmethods__", ())))
+        raise ValueError(
+            f"engine {spec!r}: expected an Engine subclass that implements every abstract "
+            f"method. Received: {engine_class.__name__} does not implement {missing}"
         )
     return engine_class

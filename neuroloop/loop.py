@@ -120,6 +120,19 @@ class FTILoop:
         self.collect(lambda slot: slot.due_ns <= self.time_ns)
         return self.done
 
+    def run_until_stepped(self, name: str) -> bool:
+        """Run loop iterations up to and including the next one that steps engine ``name``.
+
+        Returns True if the status function ended the simulation.
+        """
+        while not self.done:
+            now = min(slot.due_ns for slot in self._slots)
+            stepped = any(s.engine.name == name and s.due_ns == now for s in self._slots)
+            self._iterate(now)
+            if stepped:
+                break
+        return self.done
+
     def collect(self, which: Callable[[_Slot], bool] | None = None) -> None:
         """Wait for pending steps (all, or those a predicate selects) and cache their results."""
         for slot in self._slots:

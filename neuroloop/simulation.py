@@ -12,25 +12,32 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
-from neuroloop.client import EngineClient
+from neuroloop.client import EngineClient, EngineUnavailableError
 from neuroloop.config import EngineConfig, SimulationConfig, load_config
 from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
+from neuroloop.engine import Engine, load_engine_class
 from neuroloop.errors import ConfigError, EngineCrashError, EngineError
 from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, load_functions
 from neuroloop.launcher import Launcher, ManagedProcess
+from neuroloop.local import EngineLink, LocalEngine
 from neuroloop.loop import FTILoop, Recorder
 
 SHUTDOWN_TIMEOUT_S = 5.0
 """How long each engine gets to answer the Shutdown call at the end of a simulation."""
 
 LOOPBACK_ANY_PORT = "127.0.0.1:0"
+
+CRASH_GRACE_S = 1.0
+"""How long an unreachable engine's process gets to be seen exiting before the error stands."""
+CRASH_POLL_S = 0.01
 
 
 class Simulation:
@@ -40,6 +47,11 @@ class Simulation:
         config: The loaded simulation config.
         recorder: Optional sink for every datapack exchanged.
         echo_engine_output: Forward engines' stdout lines, prefixed with the engine name.
+        seed: Reset every engine with this seed at start, before the first datapacks are
+            fetched (and recorded), so a seeded run is repeatable from its first datapack.
+        local: Run engines in this process instead of launching them: ``True`` for every
+            engine (each built from its ``EngineClass``), or a mapping from engine names to
+            the Engine (or ``EngineLink``) objects that take their place.
     """
 
     def __init__(
@@ -48,11 +60,15 @@ class Simulation:
         *,
         recorder: Recorder | None = None,
         echo_engine_output: bool = True,
+        seed: int | None = None,
+        local: bool | Mapping[str, Engine | EngineLink] = False,
     ) -> None:
         self.config = config
+        self.local = local
         self.recorder = recorder
+        self.seed = seed
         self.launcher = Launcher(echo_stdout=echo_engine_output)
-        self.clients: dict[str, EngineClient] = {}
+        self.clients: dict[str, EngineLink] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.datapack_names: dict[str, list[str]] = {}
         self._loop: FTILoop | None = None
@@ -88,19 +104,22 @@ class Simulation:
         for process in self.config.external_processes:
             command = [*shlex.split(process.proc_cmd), *process.proc_start_params]
             self.launcher.start(process.name, command, dict(process.env_params))
+        local = {e.name: self._local_link(e) for e in self.config.engines if self._is_local(e)}
         for engine in self.config.engines:
-            if engine.launch_type == "BasicFork":
+            if engine.launch_type == "BasicFork" and engine.name not in local:
                 self.processes[engine.name] = self.launcher.start(
                     engine.name, self._engine_command(engine), dict(engine.env_params)
                 )
         with self._diagnosing():
             for engine in self.config.engines:
-                self.clients[engine.name] = self._connect(engine)
+                self.clients[engine.name] = local.get(engine.name) or self._connect(engine)
             with ThreadPoolExecutor(len(self.clients)) as pool:
                 names = pool.map(
                     lambda e: self.clients[e.name].initialize(e.section), self.config.engines
                 )
                 self.datapack_names = dict(zip(self.clients, names, strict=True))
+            if self.seed is not None:
+                self._reset_engines(self.seed)
         self._loop = FTILoop(
             [(self.clients[e.name], e.timestep_ns) for e in self.config.engines],
             functions,
@@ -113,8 +132,7 @@ class Simulation:
         loop = self.loop
         with self._diagnosing():
             loop.collect()
-            with ThreadPoolExecutor(len(self.clients)) as pool:
-                list(pool.map(lambda client: client.reset(seed), self.clients.values()))
+            self._reset_engines(seed)
         self._restart()
 
     def close(self) -> None:
@@ -201,7 +219,24 @@ class Simulation:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _client(self, engine: str) -> EngineClient:
+    def _is_local(self, engine: EngineConfig) -> bool:
+        return self.local is True or (isinstance(self.local, Mapping) and engine.name in self.local)
+
+    def _local_link(self, engine: EngineConfig) -> EngineLink:
+        given = self.local.get(engine.name) if isinstance(self.local, Mapping) else None
+        if given is None:
+            try:
+                given = load_engine_class(engine.engine_class)(engine.name)
+            except ValueError as error:
+                raise ConfigError(
+                    str(self.config.path),
+                    f"EngineConfigs.EngineName:{engine.name}.EngineClass",
+                    "an importable Engine class",
+                    str(error),
+                ) from None
+        return LocalEngine(given) if isinstance(given, Engine) else given
+
+    def _client(self, engine: str) -> EngineLink:
         client = self.clients.get(engine)
         if client is None:
             raise KeyError(f"no engine {engine!r}; the simulation has {', '.join(self.clients)}")
@@ -215,6 +250,11 @@ class Simulation:
                 for name, requested in loop.requested.items()
             }
         loop.restart(initial)
+
+    def _reset_engines(self, seed: int | None) -> None:
+        """Reset every engine concurrently with ``seed``."""
+        with ThreadPoolExecutor(len(self.clients)) as pool:
+            list(pool.map(lambda client: client.reset(seed), self.clients.values()))
 
     def _load_functions(self) -> FunctionManager:
         config = self.config
@@ -291,12 +331,21 @@ class Simulation:
 
     @contextmanager
     def _diagnosing(self) -> Iterator[None]:
-        """Turn an engine call failure into a crash report when an engine process has died."""
+        """Turn an engine call failure into a crash report when an engine process has died.
+
+        A killed engine's connection can break a moment before its exit is visible, so an
+        unreachable engine gets up to CRASH_GRACE_S to be seen exiting.
+        """
         try:
             yield
         except EngineError as error:
-            for process in self.processes.values():
-                status = process.returncode()
-                if status is not None:
-                    raise EngineCrashError(process.describe_exit(status)) from error
-            raise
+            grace_s = CRASH_GRACE_S if isinstance(error, EngineUnavailableError) else 0.0
+            deadline = time.monotonic() + grace_s
+            while True:
+                for process in self.processes.values():
+                    status = process.returncode()
+                    if status is not None:
+                        raise EngineCrashError(process.describe_exit(status)) from error
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(CRASH_POLL_S)

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from neuroloop.client import EngineClient
 from neuroloop.errors import EngineCrashError, EngineTimeoutError
 from neuroloop.simulation import Simulation
 from tests.processes import FIXTURES, alive, engine_processes
@@ -71,7 +72,9 @@ def test_configured_port_taken_falls_back_to_a_free_one() -> None:
         port = taken.getsockname()[1]
         with exchange(f"EngineConfigs.EngineName:fast.ServerAddress=127.0.0.1:{port}") as sim:
             sim.step(2)
-            address = sim.clients["fast"].address
+            client = sim.clients["fast"]
+            assert isinstance(client, EngineClient)
+            address = client.address
     assert address.startswith("127.0.0.1:") and address != f"127.0.0.1:{port}"
 
 

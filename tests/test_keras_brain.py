@@ -309,3 +309,17 @@ def test_brain_builder_from_a_file(tmp_path: Path) -> None:
     section["EngineExtraConfigs"]["Brain"] = "my_brain.py:large"
     with pytest.raises(ValueError, match=r"Brain to name a function in .*my_brain.py"):
         host.initialize(section)
+
+
+def test_the_same_seed_gives_the_same_initial_weights_and_samples() -> None:
+    first, second = start(Seed=7), start(Seed=7)
+    np.testing.assert_array_equal(
+        read(first, ["weights"])["weights"], read(second, ["weights"])["weights"]
+    )
+    for _ in range(3):
+        a, b = act(first, inputs()), act(second, inputs())
+        np.testing.assert_array_equal(a["action"], b["action"])
+    other = start(Seed=8)
+    assert not np.array_equal(
+        read(other, ["weights"])["weights"], read(first, ["weights"])["weights"]
+    )

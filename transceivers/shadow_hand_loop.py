@@ -5,7 +5,7 @@ a MuJoCo engine (``physics``) and a Keras brain engine (``brain``):
 
 - ``observe`` (preprocessing, physics): physics datapacks -> the task's step outcome
   (reward, success, episode ends) -> preprocessed datapacks: the Sensation modalities,
-  ``episode_start`` and ``reset_worlds``;
+  ``episode_start``, ``reset_worlds``, ``reward``, ``terminated`` and ``truncated``;
 - ``to_brain`` (transceiver, brain): the Sensation and ``episode_start`` to the brain;
 - ``to_body`` (transceiver, physics): the brain's latest action -> ``ctrl`` in the
   actuators' control range, plus ``reset_worlds`` for worlds whose episode ended;
@@ -24,6 +24,7 @@ Physics and brain step concurrently, as in NRP-core: the action applied during
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import numpy as np
@@ -60,6 +61,12 @@ SENT_MODALITIES = ("proprioception", "touch", "goal", "asymmetric")
 NS_PER_S = 1e9
 
 
+def state_seed(state: Mapping[str, np.ndarray]) -> int:
+    """A 64-bit seed that the joint positions of every world determine."""
+    digest = hashlib.sha256(np.ascontiguousarray(state["joint_positions"]).tobytes()).digest()
+    return int.from_bytes(digest[:8], "little")
+
+
 class HandTaskLoop:
     """The state behind the four functions: the task's episodes over the batch of worlds.
 
@@ -71,7 +78,9 @@ class HandTaskLoop:
         distribution: The brain's policy distribution (how to map its action to ``ctrl``).
         n_bins: Bins per actuator of a multicategorical policy.
         episode_steps: Control steps per episode (``None``: only the task ends episodes).
-        seed: Seed of the goal sampler.
+        seed: Seed of the goal sampler at every (re)start of the simulation; by default the
+            seed is taken from the initial physics state, so a seeded reset of the engines
+            also repeats the goals.
         reward_config: Reward term weights overriding the task's defaults.
     """
 
@@ -92,6 +101,7 @@ class HandTaskLoop:
         self.brain = brain
         self.distribution = distribution
         self.n_bins = n_bins
+        self.seed = seed
         # The control timestep is learnt from the loop's clock at the second observation.
         self.episodes = TaskEpisodes(
             self.task,
@@ -107,7 +117,11 @@ class HandTaskLoop:
         values = {name: np.asarray(dp.data) for name, dp in state.items() if dp.data is not None}
         if len(values) < len(state):
             return []
-        if self.last_ns is not None and now > self.last_ns:
+        if self.last_ns is None or now <= self.last_ns:
+            # First observation, or the simulation was reset: every episode starts afresh,
+            # with goals drawn from a seed that the (seeded) initial physics state fixes.
+            self.episodes.restart(self.seed if self.seed is not None else state_seed(values))
+        else:
             self.episodes.control_dt_s = (now - self.last_ns) / NS_PER_S
         self.last_ns = now
         outcome: StepOutcome = self.episodes.observe(values)
@@ -117,6 +131,9 @@ class HandTaskLoop:
         datapacks = [DataPack(m, physics, sensation[m].astype(np.float32)) for m in sensation]
         datapacks.append(DataPack("episode_start", physics, outcome.episode_start))
         datapacks.append(DataPack("reset_worlds", physics, outcome.done))
+        datapacks.append(DataPack("reward", physics, outcome.reward))
+        datapacks.append(DataPack("terminated", physics, outcome.terminated))
+        datapacks.append(DataPack("truncated", physics, outcome.truncated))
         return datapacks
 
     def to_brain(self, **inputs: DataPack) -> list[DataPack]:

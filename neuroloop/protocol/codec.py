@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroloop.datapack import DataPackValue, as_tensor, is_tensor_value
+from neuroloop.datapack import TENSOR_KINDS, DataPackValue, as_tensor, is_tensor_value
 from neuroloop.protocol import engine_pb2 as pb
 
 
@@ -39,30 +39,50 @@ def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
 def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
     """Return ``(name, engine, value)`` for a wire datapack; an unset payload is ``None``.
 
+    A tensor comes back as a writable little-endian array, whatever byte order it was sent in.
+
     Raises:
-        ValueError: If the tensor's dtype is not numeric or its bytes do not match its shape.
+        ValueError: If the JSON is malformed or holds NaN or an infinity, the tensor's dtype is
+            not numeric, or its bytes do not match its shape.
     """
     name, engine = message.id.name, message.id.engine
+    context = f"[{engine}] datapack {name!r}"
     payload = message.WhichOneof("payload")
     if payload is None:
         return name, engine, None
     if payload == "json":
-        value: Any = json.loads(message.json)
+        try:
+            value: Any = json.loads(message.json, parse_constant=_reject_constant)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{context}: expected a JSON document. Received: {error}") from None
+        except _NonFiniteError as error:
+            raise ValueError(
+                f"{context}: expected JSON with finite numbers. Received: {error.args[0]}"
+            ) from None
         return name, engine, value
     tensor = message.tensor
-    context = f"[{engine}] datapack {name!r}"
     try:
         dtype = np.dtype(tensor.dtype)
-    except TypeError:
+    except (TypeError, ValueError, SyntaxError):
         raise ValueError(f"{context}: unknown dtype. Received: dtype={tensor.dtype!r}") from None
-    if dtype.kind not in "biufc":
+    if dtype.kind not in TENSOR_KINDS:
         raise ValueError(f"{context}: expected a numeric dtype. Received: dtype={tensor.dtype!r}")
     shape = tuple(tensor.shape)
+    if any(size < 0 for size in shape):
+        raise ValueError(f"{context}: expected sizes >= 0 in the shape. Received: shape={shape}")
     expected_bytes = math.prod(shape) * dtype.itemsize
     if expected_bytes != len(tensor.data):
         raise ValueError(
             f"{context}: shape {shape} of dtype {dtype.str} needs {expected_bytes} bytes. "
             f"Received: {len(tensor.data)} bytes"
         )
-    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape).copy()
-    return name, engine, array
+    array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return name, engine, array.astype(dtype.newbyteorder("<"))
+
+
+class _NonFiniteError(ValueError):
+    """A JSON document holds NaN, Infinity or -Infinity (which strict JSON does not allow)."""
+
+
+def _reject_constant(constant: str) -> Any:
+    raise _NonFiniteError(constant)
