@@ -99,3 +99,15 @@ def test_gym_view_episodes(reach_env: SimulationEnv) -> None:
 def test_gym_view_needs_one_world() -> None:
     with pytest.raises(ValueError, match="Worlds: expected 1"):
         SimulationEnv(REACH)
+
+
+@pytest.mark.parametrize(
+    "config", sorted(p.name for p in (REPO / "simulation_configs").glob("*.json"))
+)
+def test_every_shipped_config_runs(config: str) -> None:
+    with Simulation.from_config(
+        REPO / "simulation_configs" / config, ("SimulationTimeout=0.2",), echo_engine_output=False
+    ) as sim:
+        sim.run_until_timeout()
+        assert sim.time_ns == 200_000_000
+        assert sim.loop.functions.last_status  # every shipped config reports a status
