@@ -3,6 +3,8 @@
 EngineExtraConfigs:
     EnvId: the registered environment id, e.g. ``"Pendulum-v1"``.
     EnvKwargs: keyword arguments for ``gymnasium.make`` (default ``{}``).
+    Worlds: must be 1 if given (one environment per engine; run several engines, or
+        several simulations, for more).
 
 EngineTimestep must be a whole multiple of the environment's own ``dt`` (when it has
 one): each engine step repeats the last action as many times as ``dt`` fits in the step's
@@ -30,6 +32,7 @@ from neuroloop.engine import Engine
 NS_PER_S = 1_000_000_000
 OUTPUTS = ("observation", "reward", "terminated", "truncated", "episode_return", "episode")
 INPUTS = ("action",)
+EXTRA_CONFIG_KEYS = ("EnvId", "EnvKwargs", "Worlds")
 
 
 class GymnasiumEngine(Engine):
@@ -39,6 +42,17 @@ class GymnasiumEngine(Engine):
 
     def initialize(self, config: Mapping[str, Any]) -> None:
         extra = config.get("EngineExtraConfigs", {})
+        unknown = sorted(set(extra) - set(EXTRA_CONFIG_KEYS))
+        if unknown:
+            raise ValueError(
+                f"[{self.name}] EngineExtraConfigs: expected keys among {list(EXTRA_CONFIG_KEYS)}. "
+                f"Received: {unknown}"
+            )
+        if extra.get("Worlds", 1) != 1:
+            raise ValueError(
+                f"[{self.name}] EngineExtraConfigs.Worlds: expected 1 (one environment per "
+                f"engine). Received: Worlds={extra['Worlds']!r}"
+            )
         env_id = extra.get("EnvId")
         if not isinstance(env_id, str):
             raise ValueError(

@@ -22,7 +22,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from importlib import resources
@@ -34,6 +34,9 @@ import jsonschema
 import yaml
 
 from neuroloop.errors import ConfigError
+
+SIMULATION_SCHEMA = "simulation"
+"""Name of the simulation config schema in ``neuroloop/schemas``."""
 
 _NS_PER_S = 1_000_000_000
 _MAX_SHOWN = 120
@@ -188,6 +191,43 @@ class SimulationConfig:
         )
 
 
+def load_document(
+    path: str | Path, schema: str, overrides: Sequence[str] = ()
+) -> tuple[dict[str, Any], Callable[[ConfigError], ConfigError]]:
+    """Read a JSON or YAML file, apply ``-o`` overrides, validate it and fill its defaults.
+
+    The common first half of loading a simulation config or a training recipe.
+
+    Args:
+        path: A ``.json``, ``.yaml`` or ``.yml`` file.
+        schema: The schema's name in ``neuroloop/schemas`` (``"simulation"``, ``"recipe"``).
+        overrides: ``PATH=VALUE`` strings, as for ``load_config``.
+
+    Returns:
+        The document, and a function that names the responsible override in a later
+        ConfigError about the document (if an override set the offending value).
+
+    Raises:
+        ConfigError: If the file cannot be read or parsed, an override does not fit, or the
+            document breaks the schema.
+    """
+    if isinstance(overrides, str):
+        raise TypeError(f"overrides: expected a sequence of strings. Received: {overrides!r}")
+    label = str(path)
+    document = _read(Path(path), label)
+    origins = {_format_path(_apply_override(document, text)): text for text in overrides}
+
+    def blame(error: ConfigError) -> ConfigError:
+        return _blame_override(error, origins)
+
+    try:
+        _validate(document, label, schema)
+    except ConfigError as error:
+        raise blame(error) from None
+    _fill_defaults(_schema(schema), document, schema)
+    return document, blame
+
+
 def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationConfig:
     """Read, override, validate and freeze a simulation config.
 
@@ -206,20 +246,15 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationCo
             document, the result breaks the schema, two engines or functions share a name,
             or a referenced file does not exist.
     """
-    if isinstance(overrides, str):
-        raise TypeError(f"overrides: expected a sequence of strings. Received: {overrides!r}")
     file = Path(path)
     label = str(path)
-    document = _read(file, label)
-    origins = {_format_path(_apply_override(document, text)): text for text in overrides}
+    document, blame = load_document(path, SIMULATION_SCHEMA, overrides)
     try:
-        _validate(document, label)
         _check_unique_names(document, label)
-        _fill_defaults(_schema(), document)
         _resolve_files(document, file.resolve().parent, label)
         return _build(document, file.resolve(), label)
     except ConfigError as error:
-        raise _blame_override(error, origins) from None
+        raise blame(error) from None
 
 
 # --- reading -----------------------------------------------------------------------------
@@ -407,8 +442,8 @@ def _override_value(raw: str) -> Any:
 
 
 @functools.cache
-def _schema() -> dict[str, Any]:
-    text = (resources.files("neuroloop") / "schemas" / "simulation.schema.json").read_text()
+def _schema(name: str = SIMULATION_SCHEMA) -> dict[str, Any]:
+    text = (resources.files("neuroloop") / "schemas" / f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -426,14 +461,14 @@ _FiniteValidator = jsonschema.validators.extend(
 
 
 @functools.cache
-def _validator() -> jsonschema.protocols.Validator:
-    validator: jsonschema.protocols.Validator = _FiniteValidator(_schema())
+def _validator(name: str = SIMULATION_SCHEMA) -> jsonschema.protocols.Validator:
+    validator: jsonschema.protocols.Validator = _FiniteValidator(_schema(name))
     return validator
 
 
-def _validate(document: dict[str, Any], label: str) -> None:
+def _validate(document: dict[str, Any], label: str, name: str = SIMULATION_SCHEMA) -> None:
     """Raise ConfigError for the most relevant schema violation, if there is one."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(document))
+    error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
     if error is not None:
         path, expected, received = _explain(error)
         raise ConfigError(label, _format_path(path), expected, received)
@@ -530,30 +565,31 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
 # --- defaults, files, dataclasses ----------------------------------------------------------
 
 
-def _fill_defaults(schema: Mapping[str, Any], instance: Any) -> None:
+def _fill_defaults(schema: Mapping[str, Any], instance: Any, name: str = SIMULATION_SCHEMA) -> None:
     """Insert the schema's ``default`` for every absent key, following refs, items and if/then."""
     if "$ref" in schema:
-        _fill_defaults(_resolve_ref(schema["$ref"]), instance)
+        _fill_defaults(_resolve_ref(schema["$ref"], name), instance, name)
     if isinstance(instance, dict):
         for key, subschema in schema.get("properties", {}).items():
             if key not in instance and "default" in subschema:
                 instance[key] = copy.deepcopy(subschema["default"])
             if key in instance:
-                _fill_defaults(subschema, instance[key])
+                _fill_defaults(subschema, instance[key], name)
     if isinstance(instance, list) and "items" in schema:
         for item in instance:
-            _fill_defaults(schema["items"], item)
+            _fill_defaults(schema["items"], item, name)
     for subschema in schema.get("allOf", ()):
-        _fill_defaults(subschema, instance)
+        _fill_defaults(subschema, instance, name)
     if "if" in schema:
-        branch = "then" if _validator().evolve(schema=schema["if"]).is_valid(instance) else "else"
+        condition = _validator(name).evolve(schema=schema["if"])
+        branch = "then" if condition.is_valid(instance) else "else"
         if branch in schema:
-            _fill_defaults(schema[branch], instance)
+            _fill_defaults(schema[branch], instance, name)
 
 
-def _resolve_ref(ref: str) -> Mapping[str, Any]:
+def _resolve_ref(ref: str, name: str = SIMULATION_SCHEMA) -> Mapping[str, Any]:
     """Follow a local ``#/$defs/...`` reference into the schema."""
-    node: Any = _schema()
+    node: Any = _schema(name)
     for part in ref.removeprefix("#/").split("/"):
         node = node[part]
     resolved: Mapping[str, Any] = node

@@ -92,6 +92,14 @@ class FTILoop:
         """Datapack names the functions read, by engine."""
         return {slot.engine.name: slot.requested for slot in self._slots}
 
+    def request(self, engine: str, names: Sequence[str]) -> None:
+        """Also fetch ``names`` from ``engine`` with every step (e.g. for a recorder)."""
+        for slot in self._slots:
+            if slot.engine.name == engine:
+                slot.requested = sorted({*slot.requested, *names})
+                return
+        raise KeyError(f"no engine {engine!r}; the loop has {', '.join(self.requested)}")
+
     def restart(self, initial: Mapping[str, Mapping[str, DataPackValue]]) -> None:
         """Start again at time 0 from each engine's initial datapacks (after init or reset)."""
         self.time_ns = 0

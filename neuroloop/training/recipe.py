@@ -1,0 +1,187 @@
+"""Training recipes: a strict YAML/JSON schema, then frozen dataclasses.
+
+A recipe names the simulation config that gathers experience and sets the brain, the
+number of worlds and the PPO settings (``neuroloop/schemas/recipe.schema.json`` documents
+every key and its default). ``Recipe.simulation_config()`` loads the simulation config
+with the recipe's settings written into its engines.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from neuroloop.config import SimulationConfig, load_config, load_document
+from neuroloop.datapack import DataPackIdentifier
+from neuroloop.errors import ConfigError
+
+RECIPE_SCHEMA = "recipe"
+WORLD_ENGINE_TYPES = ("mujoco", "gymnasium", "keras_brain")
+"""Engine types whose ``EngineExtraConfigs.Worlds`` the recipe's ``Worlds`` sets."""
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """The recipe's ``PPO`` section."""
+
+    gamma: float
+    """Discount factor."""
+    lam: float
+    """GAE lambda."""
+    clip_epsilon: float
+    """Clip range of the probability ratio."""
+    value_clip: float | None
+    """Clip range of the value update (None: unclipped)."""
+    value_coef: float
+    """Weight of the value loss."""
+    entropy_coef: float
+    """Weight of the entropy bonus."""
+    epochs: int
+    """Passes over each cycle's experience."""
+    minibatches: int
+    """Minibatches per epoch (whole TBPTT chunks)."""
+    learning_rate: float
+    """Adam learning rate."""
+    max_grad_norm: float
+    """Global gradient norm clip."""
+    chunk_length: int
+    """Truncated BPTT chunk length."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A loaded training recipe (see the schema for each key's meaning and default)."""
+
+    path: Path
+    """The recipe file."""
+    name: str
+    """Name of the run."""
+    simulation: Path
+    """The simulation config that gathers experience."""
+    simulation_overrides: tuple[str, ...]
+    """-o overrides for the simulation config."""
+    brain_engine: str
+    """The brain engine's name."""
+    brain: str
+    """Registered brain builder."""
+    brain_options: Mapping[str, Any]
+    """Builder size options."""
+    distribution: str
+    """Policy distribution."""
+    distribution_options: Mapping[str, Any]
+    """Distribution options."""
+    worlds: int
+    """Worlds per gathering process."""
+    horizon: int
+    """Control steps per world per cycle."""
+    cycles: int
+    """Gather-optimize cycles."""
+    seed: int
+    """Run seed."""
+    signals: tuple[DataPackIdentifier, DataPackIdentifier, DataPackIdentifier]
+    """Reward, terminated and truncated datapacks."""
+    ppo: PPOSettings
+    """PPO settings."""
+    normalize_observations: bool
+    """Normalize Sensation modalities inside the brain."""
+    normalize_rewards: bool
+    """Scale rewards by the running return standard deviation."""
+    checkpoint_every: int
+    """Periodic checkpoint interval in cycles."""
+    metric: str
+    """Key of the task metric in the status report."""
+    document: Mapping[str, Any]
+    """The resolved recipe (defaults filled, absolute simulation path), saved with checkpoints."""
+
+    def simulation_config(self, seed_offset: int = 0) -> SimulationConfig:
+        """The simulation config with the recipe's brain, worlds and seed written in.
+
+        Args:
+            seed_offset: Added to the brain's sampling seed (e.g. the MPI rank), so that
+                processes gather different experience.
+        """
+        plain = load_config(self.simulation, self.simulation_overrides)
+        brain = plain.engine(self.brain_engine)
+        if brain.type != "keras_brain":
+            raise ConfigError(
+                str(self.path),
+                "BrainEngine",
+                f"the name of a keras_brain engine in {self.simulation.name}",
+                f"BrainEngine={self.brain_engine!r} (EngineType {brain.type})",
+            )
+        select = f"EngineConfigs.EngineName:{self.brain_engine}.EngineExtraConfigs"
+        extra = {
+            "Brain": self.brain,
+            "BrainOptions": dict(self.brain_options),
+            "Distribution": self.distribution,
+            "DistributionOptions": dict(self.distribution_options),
+            "Seed": self.seed + seed_offset,
+        }
+        overrides = [*self.simulation_overrides]
+        overrides += [f"{select}.{key}={json.dumps(value)}" for key, value in extra.items()]
+        overrides += [
+            f"EngineConfigs.EngineName:{engine.name}.EngineExtraConfigs.Worlds={self.worlds}"
+            for engine in plain.engines
+            if engine.type in WORLD_ENGINE_TYPES
+        ]
+        return load_config(self.simulation, overrides)
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
+    """Read, override, validate and freeze a training recipe.
+
+    Raises:
+        ConfigError: If the recipe is malformed (unknown key, wrong type, ...) or its
+            simulation config does not exist.
+    """
+    file = Path(path).resolve()
+    document, blame = load_document(path, RECIPE_SCHEMA, overrides)
+    simulation = (file.parent / document["Simulation"]).resolve()
+    if not simulation.is_file():
+        raise blame(
+            ConfigError(str(path), "Simulation", "an existing simulation config", str(simulation))
+        )
+    document["Simulation"] = str(simulation)
+    ppo = document["PPO"]
+    signals = document["Signals"]
+    return Recipe(
+        path=file,
+        name=document["Name"],
+        simulation=simulation,
+        simulation_overrides=tuple(document["SimulationOverrides"]),
+        brain_engine=document["BrainEngine"],
+        brain=document["Brain"],
+        brain_options=MappingProxyType(document["BrainOptions"]),
+        distribution=document["Distribution"],
+        distribution_options=MappingProxyType(document["DistributionOptions"]),
+        worlds=document["Worlds"],
+        horizon=document["Horizon"],
+        cycles=document["Cycles"],
+        seed=document["Seed"],
+        signals=tuple(  # type: ignore[arg-type]
+            DataPackIdentifier(signals[key]["Name"], signals[key]["Engine"])
+            for key in ("Reward", "Terminated", "Truncated")
+        ),
+        ppo=PPOSettings(
+            gamma=ppo["Gamma"],
+            lam=ppo["Lambda"],
+            clip_epsilon=ppo["ClipEpsilon"],
+            value_clip=ppo["ValueClip"],
+            value_coef=ppo["ValueCoef"],
+            entropy_coef=ppo["EntropyCoef"],
+            epochs=ppo["Epochs"],
+            minibatches=ppo["Minibatches"],
+            learning_rate=ppo["LearningRate"],
+            max_grad_norm=ppo["MaxGradNorm"],
+            chunk_length=ppo["ChunkLength"],
+        ),
+        normalize_observations=document["Normalize"]["Observations"],
+        normalize_rewards=document["Normalize"]["Rewards"],
+        checkpoint_every=document["Checkpoint"]["Every"],
+        metric=document["Metric"],
+        document=MappingProxyType(document),
+    )
