@@ -52,7 +52,8 @@ class EpisodeRecord:
     metrics: list[float] = field(default_factory=list)
 
     def summary(self) -> dict[str, float | int]:
-        """Episodes finished and the mean return, length and task metric over them."""
+        """Episodes finished, and the mean return, length and task metric (with its sample
+        standard deviation) over them."""
         if not self.returns:
             return {"episodes": 0}
         return {
@@ -60,6 +61,7 @@ class EpisodeRecord:
             "mean_return": float(np.mean(self.returns)),
             "mean_length": float(np.mean(self.lengths)),
             "mean_metric": float(np.mean(self.metrics)),
+            "std_metric": float(np.std(self.metrics, ddof=1)) if len(self.metrics) > 1 else 0.0,
         }
 
 

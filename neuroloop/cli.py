@@ -111,6 +111,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     engine.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     engine.set_defaults(handler=_engine)
+
+    from neuroloop.training.commands import add_commands
+
+    add_commands(commands, INTERRUPTS.check)
     return parser
 
 

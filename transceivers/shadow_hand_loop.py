@@ -164,8 +164,9 @@ class HandTaskLoop:
         summary = self.episodes.record.summary()
         report["episodes"] = summary["episodes"]
         if summary["episodes"]:
-            report[self.task.metric] = round(summary["mean_metric"], 3)
-            report["mean_return"] = round(summary["mean_return"], 3)
+            report[self.task.metric] = summary["mean_metric"]
+            report[f"{self.task.metric}_std"] = summary["std_metric"]
+            report["mean_return"] = summary["mean_return"]
         return report
 
     def functions(

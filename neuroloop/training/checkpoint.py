@@ -1,11 +1,11 @@
 """Checkpoints: everything a training run needs to resume exactly, in one atomic file.
 
 A checkpoint is one ``.npz`` archive: the brain's weights (``joint.get_weights()``, which
-include the observation normalizers' statistics), the optimizer's variables, the reward
-scaler's statistics, the minibatch generator's state, counters, and the resolved recipe as
-JSON. It is written to a temporary file in the same folder and moved into place with
-``os.replace``, so a run killed at any moment leaves either the old or the new checkpoint,
-never half of one. Nothing is pickled.
+include the observation normalization layers), the optimizer's variables, the running
+statistics (observation and return normalizers, with their counts), the minibatch
+generator's state, counters, and the resolved recipe as JSON. It is written to a temporary
+file in the same folder and moved into place with ``os.replace``, so a run killed at any
+moment leaves either the old or the new checkpoint, never half of one. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ class TrainingState:
     """``brain.joint.get_weights()``."""
     optimizer: list[np.ndarray]
     """The optimizer's variables, in ``optimizer.variables`` order."""
-    reward_scaler: dict[str, Any] = field(default_factory=dict)
-    """The reward scaler's state (``RewardScaler.state()``), or empty."""
+    statistics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Running statistics by name (``RunningMeanStd.state()``): observations, returns."""
     rng: dict[str, Any] = field(default_factory=dict)
     """``numpy.random.Generator.bit_generator.state`` of the minibatch sampler."""
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -62,7 +62,8 @@ def save_checkpoint(path: Path, state: TrainingState) -> None:
     arrays: dict[str, np.ndarray] = {_META: np.array(json.dumps(meta))}
     arrays.update({f"weight_{i:04d}": w for i, w in enumerate(state.weights)})
     arrays.update({f"optimizer_{i:04d}": v for i, v in enumerate(state.optimizer)})
-    arrays.update({f"reward_scaler/{k}": np.asarray(v) for k, v in state.reward_scaler.items()})
+    for name, statistics in state.statistics.items():
+        arrays.update({f"statistics/{name}/{k}": np.asarray(v) for k, v in statistics.items()})
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
     os.close(descriptor)
     try:
@@ -87,11 +88,16 @@ def load_checkpoint(path: Path) -> TrainingState:
             best_return=meta["best_return"],
             weights=[archive[f"weight_{i:04d}"] for i in range(meta["n_weights"])],
             optimizer=[archive[f"optimizer_{i:04d}"] for i in range(meta["n_optimizer"])],
-            reward_scaler={
-                key.removeprefix("reward_scaler/"): archive[key]
-                for key in archive.files
-                if key.startswith("reward_scaler/")
-            },
+            statistics=_statistics(archive),
             rng=meta["rng"],
             recipe=meta["recipe"],
         )
+
+
+def _statistics(archive: Any) -> dict[str, dict[str, Any]]:
+    statistics: dict[str, dict[str, Any]] = {}
+    for key in archive.files:
+        if key.startswith("statistics/"):
+            _, name, field_name = key.split("/", 2)
+            statistics.setdefault(name, {})[field_name] = archive[key]
+    return statistics

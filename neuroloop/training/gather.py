@@ -132,11 +132,19 @@ class Gatherer:
         simulation.loop.request(signals.brain, BRAIN_OUTPUTS)
         self._last: _Step | None = None
         self._state: np.ndarray | None = None
+        self._weights: np.ndarray | None = None
         self.env_steps = 0
+
+    def push_weights(self, flat: np.ndarray) -> None:
+        """Have the brain use these weights (``flat_weights`` layout) from the next gather on."""
+        self._weights = np.asarray(flat, dtype=np.float32)
 
     def gather(self, horizon: int, seed: int) -> Rollout:
         """Reset with ``seed``, run ``horizon`` control steps, return ``horizon + 1`` steps."""
         self.simulation.reset(seed)
+        if self._weights is not None:
+            # Sent with the brain's first step after the reset, before that step runs.
+            self.simulation.set_datapack("weights", self.signals.brain, self._weights)
         self._last = None
         self._state = None
         return _stack([self._control_step() for _ in range(horizon + 1)])

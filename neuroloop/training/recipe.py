@@ -97,12 +97,15 @@ class Recipe:
     document: Mapping[str, Any]
     """The resolved recipe (defaults filled, absolute simulation path), saved with checkpoints."""
 
-    def simulation_config(self, seed_offset: int = 0) -> SimulationConfig:
+    def simulation_config(
+        self, seed_offset: int = 0, brain_settings: Mapping[str, Any] | None = None
+    ) -> SimulationConfig:
         """The simulation config with the recipe's brain, worlds and seed written in.
 
         Args:
             seed_offset: Added to the brain's sampling seed (e.g. the MPI rank), so that
                 processes gather different experience.
+            brain_settings: More EngineExtraConfigs for the brain (e.g. Deterministic).
         """
         plain = load_config(self.simulation, self.simulation_overrides)
         brain = plain.engine(self.brain_engine)
@@ -120,8 +123,10 @@ class Recipe:
             "Distribution": self.distribution,
             "DistributionOptions": dict(self.distribution_options),
             "Seed": self.seed + seed_offset,
+            **(brain_settings or {}),
         }
-        overrides = [*self.simulation_overrides]
+        # Training decides how long simulations run; the config's SimulationTimeout is for runs.
+        overrides = ["SimulationTimeout=0", *self.simulation_overrides]
         overrides += [f"{select}.{key}={json.dumps(value)}" for key, value in extra.items()]
         overrides += [
             f"EngineConfigs.EngineName:{engine.name}.EngineExtraConfigs.Worlds={self.worlds}"

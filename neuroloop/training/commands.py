@@ -1,0 +1,140 @@
+"""``neuroloop train``, ``neuroloop evaluate`` and ``neuroloop plot``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from neuroloop.errors import UsageError
+
+RUNS = Path("runs")
+MPI_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
+"""Set by mpiexec in every process it starts (MPICH/Hydra, Open MPI, PMIx)."""
+
+
+def add_commands(
+    commands: argparse._SubParsersAction,
+    between_cycles: Callable[[], None],
+) -> None:
+    """Add train, evaluate and plot to the ``neuroloop`` command.
+
+    Args:
+        commands: The ``neuroloop`` command's subparsers.
+        between_cycles: Called after every training cycle (raises to stop the run cleanly).
+    """
+    train = commands.add_parser("train", help="train a brain with PPO from a recipe (YAML)")
+    train.add_argument("recipe", nargs="?", help="training recipe file")
+    train.add_argument("--workers", type=int, default=1, help="gathering processes (MPI ranks)")
+    train.add_argument("--cycles", type=int, help="gather-optimize cycles (overrides Cycles)")
+    train.add_argument("--seed", type=int, help="run seed (overrides Seed)")
+    train.add_argument(
+        "-o",
+        "--override",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a recipe value, e.g. -o PPO.LearningRate=0.001",
+    )
+    train.add_argument(
+        "--run-dir", type=Path, help="where to write the run (default runs/NAME_TIME)"
+    )
+    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a run")
+    train.add_argument("--quiet", action="store_true", help="no progress lines")
+    train.set_defaults(handler=lambda args: _train(args, between_cycles))
+
+    evaluate = commands.add_parser("evaluate", help="evaluate a trained run's brain")
+    evaluate.add_argument("run_dir", type=Path, help="a training run directory")
+    evaluate.add_argument("--episodes", type=int, default=100, help="episodes to evaluate")
+    evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
+    evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    evaluate.set_defaults(handler=_evaluate)
+
+    plot = commands.add_parser("plot", help="plot learning curves of runs into a PNG")
+    plot.add_argument("run_dirs", type=Path, nargs="+", help="training run directories")
+    plot.add_argument("--output", type=Path, default=Path("learning_curves.png"))
+    plot.set_defaults(handler=_plot)
+
+
+def under_mpiexec() -> bool:
+    return any(name in os.environ for name in MPI_RANK_VARIABLES)
+
+
+def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
+    if args.workers < 1:
+        raise UsageError(f"--workers: expected at least 1. Received: {args.workers}")
+    if args.workers > 1 and not under_mpiexec():
+        return _relaunch_under_mpiexec(args.workers)
+    from neuroloop.training.mpi import get_communicator
+    from neuroloop.training.recipe import load_recipe
+    from neuroloop.training.trainer import RECIPE_FILE, Trainer
+
+    if args.resume is not None:
+        recipe_path = args.resume / RECIPE_FILE
+        if not recipe_path.is_file():
+            raise UsageError(f"--resume {args.resume}: expected a run directory with {RECIPE_FILE}")
+    elif args.recipe is None:
+        raise UsageError("train: expected a recipe file or --resume RUN_DIR")
+    else:
+        recipe_path = Path(args.recipe)
+    overrides = list(args.override)
+    if args.cycles is not None:
+        overrides.append(f"Cycles={args.cycles}")
+    if args.seed is not None:
+        overrides.append(f"Seed={args.seed}")
+    recipe = load_recipe(recipe_path, overrides)
+    comm = get_communicator()
+    run_dir = args.resume or args.run_dir
+    if run_dir is None:
+        run_dir = RUNS / f"{recipe.name}_{time.strftime('%Y%m%d-%H%M%S')}"
+    run_dir = Path(comm.broadcast_json(str(run_dir)))
+    trainer = Trainer(recipe, run_dir, resume=args.resume is not None, quiet=args.quiet)
+    if comm.is_root:
+        print(
+            f"neuroloop train: {recipe.name} -> {run_dir} ({comm.size} process(es))",
+            file=sys.stderr,
+        )
+    records = trainer.train(between_cycles=between_cycles)
+    if comm.is_root and records:
+        last = records[-1]
+        print(
+            f"cycles {last['cycle']}  env steps {last['env_steps']:,}  "
+            f"mean return {last['mean_return']:.3f}  {recipe.metric} {last['metric']:.3f}  "
+            f"run {run_dir}"
+        )
+    return 0
+
+
+def _relaunch_under_mpiexec(workers: int) -> int:
+    mpiexec = shutil.which(
+        "mpiexec", path=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    )
+    if mpiexec is None:
+        raise UsageError("--workers: expected mpiexec on PATH (pip install mpich). Received: none")
+    command = [mpiexec, "-n", str(workers), sys.executable, "-m", "neuroloop", *sys.argv[1:]]
+    os.execv(mpiexec, command)
+    return 0  # not reached
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from neuroloop.training.evaluate import evaluate
+
+    result = evaluate(args.run_dir, args.episodes, args.deterministic, args.checkpoint)
+    for name, (mean, half_width, n) in result.items():
+        print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from neuroloop.training.monitor import plot_runs
+
+    try:
+        output = plot_runs(args.run_dirs, args.output)
+    except FileNotFoundError as error:
+        raise UsageError(str(error)) from None
+    print(f"wrote {output}")
+    return 0

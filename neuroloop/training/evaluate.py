@@ -1,0 +1,76 @@
+"""Evaluate a trained run: its brain on fresh episodes, with 95% confidence intervals."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from neuroloop.errors import UsageError
+from neuroloop.simulation import Simulation
+from neuroloop.training.checkpoint import BEST, LATEST, load_checkpoint
+from neuroloop.training.gather import Gatherer, TrainingSignals
+from neuroloop.training.recipe import load_recipe
+from neuroloop.training.trainer import CHECKPOINTS, RECIPE_FILE, episode_statistics
+
+Z_95 = 1.959964
+"""Two-sided 95% quantile of the standard normal distribution."""
+EVALUATION_SEED = 1_000_000_007
+"""Seeds of evaluation episodes start here: never a training cycle's seed."""
+
+
+def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float, int]:
+    """``(mean, half-width of the normal-approximation 95% interval, n)``."""
+    half = Z_95 * std / math.sqrt(n) if n > 1 else math.inf
+    return mean, half, n
+
+
+def evaluate(
+    run_dir: Path, episodes: int, deterministic: bool, which: str = "best"
+) -> dict[str, tuple[float, float, int]]:
+    """Run ``episodes`` evaluation episodes with a run's checkpointed brain.
+
+    Args:
+        run_dir: A training run directory.
+        episodes: Episodes to finish (at least).
+        deterministic: Act on the policy's mode instead of sampling.
+        which: ``"best"`` or ``"latest"`` checkpoint.
+
+    Returns:
+        ``{"return": (mean, half_width, n), METRIC: (...)}``; the task metric when the
+        simulation's status function reports it with its standard deviation.
+    """
+    recipe_path = run_dir / RECIPE_FILE
+    checkpoint = run_dir / CHECKPOINTS / (BEST if which == "best" else LATEST)
+    if not recipe_path.is_file() or not checkpoint.is_file():
+        raise UsageError(
+            f"evaluate {run_dir}: expected a training run with {RECIPE_FILE} and "
+            f"{CHECKPOINTS}/{checkpoint.name}"
+        )
+    recipe = load_recipe(recipe_path)
+    config = recipe.simulation_config(brain_settings={"Deterministic": deterministic})
+    state = load_checkpoint(checkpoint)
+    flat = np.concatenate([np.ravel(w) for w in state.weights]).astype(np.float32)
+    returns: list[float] = []
+    with Simulation(config, echo_engine_output=False) as simulation:
+        gatherer = Gatherer(simulation, TrainingSignals(recipe.brain_engine, *recipe.signals))
+        gatherer.push_weights(flat)
+        cycle = 0
+        while len(returns) < episodes:
+            rollout = gatherer.gather(recipe.horizon, EVALUATION_SEED + cycle)
+            returns += episode_statistics(rollout)[0]
+            cycle += 1
+        status = dict(simulation.loop.functions.last_status)
+    values = np.asarray(returns)
+    result = {
+        "return": confidence_interval(
+            float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
+        )
+    }
+    metric = recipe.metric
+    if isinstance(status.get(metric), int | float) and f"{metric}_std" in status:
+        result[metric] = confidence_interval(
+            float(status[metric]), float(status[f"{metric}_std"]), int(status["episodes"])
+        )
+    return result

@@ -1,0 +1,412 @@
+"""The PPO training loop: gather -> advantages -> epochs x minibatches -> log, per cycle.
+
+Every process (MPI rank) runs its own orchestrated simulation with the current weights;
+gradients are averaged across processes (``neuroloop.training.mpi``), so every rank applies
+the same update and keeps identical weights. Rank 0 writes the monitor and checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from brains.registry import Brain, build_brain
+from neuroloop.simulation import Simulation
+from neuroloop.training.advantages import compute_gae
+from neuroloop.training.checkpoint import (
+    BEST,
+    LATEST,
+    PERIODIC,
+    TrainingState,
+    load_checkpoint,
+    save_checkpoint,
+)
+from neuroloop.training.gather import Gatherer, Rollout, TrainingSignals
+from neuroloop.training.losses import ppo_loss
+from neuroloop.training.monitor import Monitor, peak_memory_mib
+from neuroloop.training.mpi import Communicator, get_communicator
+from neuroloop.training.normalization import RunningMeanStd
+from neuroloop.training.recipe import Recipe
+from neuroloop.training.tbptt import Chunks, forward_chunks, make_chunks, minibatches
+from neuroloop.training.weights import assign_flat_weights, flat_weights
+
+CHECKPOINTS = "checkpoints"
+RECIPE_FILE = "recipe.json"
+RETURNS = "returns"
+"""Name of the discounted-return statistics in checkpoints."""
+REWARD_EPSILON = 1e-8
+REWARD_CLIP = 10.0
+SEED_STRIDE = 1_000_003
+"""Cycle seeds are ``seed * SEED_STRIDE + cycle * ranks + rank``: distinct per cycle and rank."""
+VISION = "vision"
+
+
+@dataclass(frozen=True)
+class CycleResult:
+    """What one cycle reports (also the monitor's JSON line)."""
+
+    record: dict[str, Any]
+
+
+def cycle_seed(seed: int, cycle: int, rank: int, ranks: int) -> int:
+    """The reset seed of one rank's gathering in one cycle."""
+    return seed * SEED_STRIDE + cycle * ranks + rank
+
+
+def episode_statistics(rollout: Rollout) -> tuple[list[float], list[int]]:
+    """Returns and lengths of the episodes that finish inside a rollout (unscaled rewards)."""
+    returns: list[float] = []
+    lengths: list[int] = []
+    final = rollout.terminated | rollout.truncated
+    for world in range(rollout.rewards.shape[0]):
+        total, length, open_episode = 0.0, 0, False
+        for t in range(rollout.rewards.shape[1]):
+            if rollout.episode_start[world, t]:
+                total, length, open_episode = 0.0, 0, True
+            else:
+                total += float(rollout.rewards[world, t])
+                length += 1
+            if final[world, t] and open_episode:
+                returns.append(total)
+                lengths.append(length)
+                open_episode = False
+    return returns, lengths
+
+
+def discounted_returns(rewards: np.ndarray, episode_start: np.ndarray, gamma: float) -> np.ndarray:
+    """Running discounted return ``[W, L]`` of each world, restarting at episode starts."""
+    running = np.zeros(rewards.shape[0])
+    out = np.zeros(rewards.shape)
+    for t in range(rewards.shape[1]):
+        running = np.where(episode_start[:, t], 0.0, gamma * running) + rewards[:, t]
+        out[:, t] = running
+    return out
+
+
+def merge_batch(comm: Communicator, stats: RunningMeanStd, samples: np.ndarray) -> None:
+    """Fold the samples ``[N, ...]`` of every rank into ``stats`` (exact parallel merge)."""
+    samples = np.asarray(samples, dtype=np.float64)
+    count = float(samples.shape[0])
+    mean = samples.mean(axis=0) if count else np.zeros(stats.shape)
+    var = samples.var(axis=0) if count else np.ones(stats.shape)
+    total, mean, var = comm.merge_running_stats(count, mean, var)
+    if total > 0:
+        stats.merge(
+            RunningMeanStd.from_state(
+                {"shape": list(stats.shape), "mean": mean, "var": var, "count": total}
+            )
+        )
+
+
+class Trainer:
+    """Trains the brain of a recipe's simulation with PPO.
+
+    Args:
+        recipe: The training recipe.
+        run_dir: Where the monitor, TensorBoard scalars and checkpoints go.
+        resume: Continue from ``run_dir/checkpoints/latest.npz``.
+        quiet: No progress lines.
+        echo_engine_output: Forward the engines' stdout.
+    """
+
+    def __init__(
+        self,
+        recipe: Recipe,
+        run_dir: Path,
+        *,
+        resume: bool = False,
+        quiet: bool = False,
+        echo_engine_output: bool = False,
+    ) -> None:
+        self.recipe = recipe
+        self.run_dir = run_dir
+        self.comm = get_communicator()
+        self.quiet = quiet
+        self.echo_engine_output = echo_engine_output
+        self.config = recipe.simulation_config(seed_offset=self.comm.rank)
+        extra = self.config.engine(recipe.brain_engine).extra
+        self.input_shapes = {name: tuple(shape) for name, shape in extra["InputShapes"].items()}
+        keras.utils.set_random_seed(recipe.seed)
+        self.brain: Brain = build_brain(
+            recipe.brain,
+            input_shapes=self.input_shapes,
+            action_dim=int(extra["ActionDim"]),
+            distribution=recipe.distribution,
+            distribution_options=dict(recipe.distribution_options),
+            **dict(recipe.brain_options),
+        )
+        self.optimizer = keras.optimizers.Adam(learning_rate=recipe.ppo.learning_rate)
+        self.optimizer.build(self.brain.joint.trainable_variables)
+        self.statistics = {
+            name: RunningMeanStd(shape)
+            for name, shape in self.input_shapes.items()
+            if name != VISION and recipe.normalize_observations
+        }
+        self.statistics[RETURNS] = RunningMeanStd(())
+        self.rng = np.random.default_rng([recipe.seed, self.comm.rank])
+        self.cycle = 0
+        self.env_steps = 0
+        self.best_return = -math.inf
+        if resume:
+            self._restore(load_checkpoint(run_dir / CHECKPOINTS / LATEST))
+        # Every rank starts from rank 0's weights.
+        weights = self.comm.broadcast(flat_weights(self.brain.joint))
+        assign_flat_weights(self.brain.joint, weights)
+        self._apply_statistics()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def train(
+        self, cycles: int | None = None, between_cycles: Callable[[], None] | None = None
+    ) -> list[dict[str, Any]]:
+        """Run until ``cycles`` (default: the recipe's) cycles are done; return the records.
+
+        Args:
+            cycles: Total cycles of the run (counting those before a resume).
+            between_cycles: Called after each cycle's checkpoint; may raise to stop the run.
+        """
+        total = self.recipe.cycles if cycles is None else cycles
+        records = []
+        if self.comm.is_root:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / RECIPE_FILE).write_text(
+                json.dumps(dict(self.recipe.document), indent=2)
+            )
+        monitor = Monitor(self.run_dir, total, self.quiet) if self.comm.is_root else None
+        simulation = Simulation(self.config, echo_engine_output=self.echo_engine_output)
+        with simulation, self.comm.abort_on_error():
+            reward, terminated, truncated = self.recipe.signals
+            gatherer = Gatherer(
+                simulation, TrainingSignals(self.recipe.brain_engine, reward, terminated, truncated)
+            )
+            while self.cycle < total:
+                record = self.run_cycle(gatherer, simulation)
+                records.append(record)
+                if monitor is not None:
+                    monitor.log(record)
+                    self._checkpoint(record)
+                if between_cycles is not None:
+                    between_cycles()
+        return records
+
+    def run_cycle(self, gatherer: Gatherer, simulation: Simulation) -> dict[str, Any]:
+        """One gather -> advantages -> optimize cycle."""
+        recipe, ppo, comm = self.recipe, self.recipe.ppo, self.comm
+        started = time.perf_counter()
+        gatherer.push_weights(flat_weights(self.brain.joint))
+        seed = cycle_seed(recipe.seed, self.cycle, comm.rank, comm.size)
+        rollout = gatherer.gather(recipe.horizon, seed)
+        gather_s = time.perf_counter() - started
+        status = dict(simulation.loop.functions.last_status)
+
+        # Advantages from scaled rewards (time-major), then chunks (batch-major).
+        rewards = self._scaled_rewards(rollout)
+        advantages, returns, mask = compute_gae(
+            rewards.T,
+            rollout.values.T,
+            rollout.terminated.T,
+            rollout.truncated.T,
+            gamma=ppo.gamma,
+            lam=ppo.lam,
+        )
+        chunks = self._chunks(rollout, advantages.T, returns.T, mask.T)
+
+        started = time.perf_counter()
+        metrics = self._optimize(chunks)
+        optimize_s = time.perf_counter() - started
+
+        self._update_observation_statistics(rollout)
+        episode_returns, episode_lengths = episode_statistics(rollout)
+        totals = comm.allreduce_sum(
+            [
+                len(episode_returns),
+                sum(episode_returns),
+                sum(episode_lengths),
+                rollout.rewards[:, 1:].size,
+            ]
+        )
+        episodes, return_sum, length_sum, steps = (float(v) for v in totals)
+        self.env_steps += int(steps)
+        self.cycle += 1
+        mean_return = return_sum / episodes if episodes else math.nan
+        record: dict[str, Any] = {
+            "cycle": self.cycle,
+            "env_steps": self.env_steps,
+            "episodes": int(episodes),
+            "mean_return": mean_return,
+            "mean_length": length_sum / episodes if episodes else math.nan,
+            "metric": _number(status.get(recipe.metric)),
+            "metric_name": recipe.metric,
+            **{key: float(value) for key, value in metrics.items()},
+            "return_std": float(np.sqrt(self.statistics[RETURNS].var)),
+            "gather_s": gather_s,
+            "optimize_s": optimize_s,
+            "env_steps_per_s": steps / max(gather_s, 1e-9) / comm.size,
+            "samples_per_s": float(mask.sum()) * ppo.epochs / max(optimize_s, 1e-9),
+            "peak_memory_mib": peak_memory_mib(),
+            "processes": comm.size,
+        }
+        return record
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def _scaled_rewards(self, rollout: Rollout) -> np.ndarray:
+        """Rewards ``[W, T + 1]`` divided by the running std of the discounted return."""
+        if not self.recipe.normalize_rewards:
+            return rollout.rewards.astype(np.float64)
+        stats = self.statistics[RETURNS]
+        returns = discounted_returns(rollout.rewards, rollout.episode_start, self.recipe.ppo.gamma)
+        merge_batch(self.comm, stats, returns[~rollout.episode_start])
+        scaled = rollout.rewards / np.sqrt(stats.var + REWARD_EPSILON)
+        return np.clip(scaled, -REWARD_CLIP, REWARD_CLIP)
+
+    def _chunks(
+        self, rollout: Rollout, advantages: np.ndarray, returns: np.ndarray, mask: np.ndarray
+    ) -> Chunks:
+        horizon = rollout.horizon
+        arrays: dict[str, np.ndarray] = {
+            name: value[:, :horizon] for name, value in rollout.observations.items()
+        }
+        arrays.update(
+            actions=rollout.actions[:, :horizon],
+            old_log_probs=rollout.log_probs[:, :horizon],
+            old_values=rollout.values[:, :horizon],
+            advantages=advantages.astype(np.float32),
+            returns=returns.astype(np.float32),
+            mask=mask.astype(np.float32),
+        )
+        return make_chunks(
+            rollout.episode_start[:, :horizon],
+            arrays,
+            self._split_states(rollout.states[:, :horizon]),
+            self.recipe.ppo.chunk_length,
+        )
+
+    def _split_states(self, flat: np.ndarray) -> dict[str, np.ndarray]:
+        sizes = {**self.brain.policy_state_sizes, **self.brain.value_state_sizes}
+        states, offset = {}, 0
+        for name in self.brain.state_names:
+            states[name] = flat[..., offset : offset + sizes[name]]
+            offset += sizes[name]
+        return states
+
+    def _optimize(self, chunks: Chunks) -> dict[str, float]:
+        ppo = self.recipe.ppo
+        variables = self.brain.joint.trainable_variables
+        n_minibatches = min(ppo.minibatches, chunks.n_chunks)
+        sums: dict[str, float] = {}
+        count = 0
+        for _ in range(ppo.epochs):
+            for indices in minibatches(chunks, n_minibatches, self.rng):
+                loss, metrics, gradients = self._gradients(chunks, indices)
+                averaged = self.comm.allreduce_mean([np.asarray(g) for g in gradients])
+                clipped, norm = tf.clip_by_global_norm(averaged, ppo.max_grad_norm)
+                self.optimizer.apply_gradients(zip(clipped, variables, strict=True))
+                metrics = {**metrics, "loss": loss, "grad_norm": norm}
+                for key, value in metrics.items():
+                    sums[key] = sums.get(key, 0.0) + float(value)
+                count += 1
+        averaged_metrics = self.comm.allreduce_mean(
+            [np.array([sums[k] / count for k in sorted(sums)])]
+        )
+        return dict(zip(sorted(sums), averaged_metrics[0].tolist(), strict=True))
+
+    def _gradients(
+        self, chunks: Chunks, indices: np.ndarray
+    ) -> tuple[tf.Tensor, Mapping[str, tf.Tensor], list[tf.Tensor]]:
+        ppo = self.recipe.ppo
+        data = chunks.select(indices)
+        distribution = self.brain.distribution
+        with tf.GradientTape() as tape:
+            outputs = forward_chunks(self.brain, "joint", data)
+            actions = tf.convert_to_tensor(data.arrays["actions"])
+            loss, metrics = ppo_loss(
+                distribution.log_prob(outputs, actions),
+                data.arrays["old_log_probs"],
+                data.arrays["advantages"],
+                outputs["value"][..., 0],
+                data.arrays["old_values"],
+                data.arrays["returns"],
+                distribution.entropy(outputs),
+                data.mask,
+                clip_epsilon=ppo.clip_epsilon,
+                value_clip=ppo.value_clip,
+                value_coef=ppo.value_coef,
+                entropy_coef=ppo.entropy_coef,
+            )
+        gradients = tape.gradient(loss, self.brain.joint.trainable_variables)
+        return (
+            loss,
+            metrics,
+            [
+                tf.zeros_like(v) if g is None else g
+                for g, v in zip(gradients, self.brain.joint.trainable_variables, strict=True)
+            ],
+        )
+
+    def _update_observation_statistics(self, rollout: Rollout) -> None:
+        for name, stats in self.statistics.items():
+            if name in rollout.observations:
+                samples = rollout.observations[name][:, : rollout.horizon]
+                merge_batch(self.comm, stats, samples.reshape(-1, *stats.shape))
+        self._apply_statistics()
+
+    def _apply_statistics(self) -> None:
+        observed = {k: v for k, v in self.statistics.items() if k != RETURNS and v.count > 0}
+        if observed:
+            self.brain.set_input_statistics(observed)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def _state(self) -> TrainingState:
+        return TrainingState(
+            cycle=self.cycle,
+            env_steps=self.env_steps,
+            best_return=self.best_return,
+            weights=self.brain.joint.get_weights(),
+            optimizer=[np.asarray(v) for v in self.optimizer.variables],
+            statistics={name: stats.state() for name, stats in self.statistics.items()},
+            rng=_jsonable(self.rng.bit_generator.state),
+            recipe=dict(self.recipe.document),
+        )
+
+    def _restore(self, state: TrainingState) -> None:
+        self.brain.joint.set_weights(state.weights)
+        for variable, value in zip(self.optimizer.variables, state.optimizer, strict=True):
+            variable.assign(value)
+        for name, saved in state.statistics.items():
+            self.statistics[name] = RunningMeanStd.from_state(saved)
+        self.rng.bit_generator.state = state.rng
+        self.cycle = state.cycle
+        self.env_steps = state.env_steps
+        self.best_return = state.best_return
+
+    def _checkpoint(self, record: Mapping[str, Any]) -> None:
+        folder = self.run_dir / CHECKPOINTS
+        mean_return = record["mean_return"]
+        if math.isfinite(mean_return) and mean_return > self.best_return:
+            self.best_return = mean_return
+            save_checkpoint(folder / BEST, self._state())
+        state = self._state()
+        save_checkpoint(folder / LATEST, state)
+        if self.cycle % self.recipe.checkpoint_every == 0:
+            save_checkpoint(folder / PERIODIC.format(cycle=self.cycle), state)
+
+
+def _number(value: Any) -> float:
+    return (
+        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=int))
