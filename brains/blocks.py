@@ -1,22 +1,30 @@
 """Building blocks shared by the brain builders: inputs, encoders, recurrent cores, assembly.
 
-Every brain here has two towers with no shared layers: the policy tower reads the policy
-modalities, the value tower reads every modality (including ``asymmetric``). A tower is
-``encoder -> body -> head``; the body is what distinguishes the brains. Tensors carry a
+Every brain here has two towers with no shared trainable layers: the policy tower reads the
+policy modalities, the value tower reads every modality (including ``asymmetric``). A tower
+is ``encoder -> body -> head``; the body is what distinguishes the brains. Tensors carry a
 time axis throughout (``[B, T, ...]``): Dense layers act per step, vision goes through
 ``TimeDistributed`` convolutions, recurrent layers run over ``T``.
+
+Every non-vision modality input passes through a ``RunningNormalization`` layer (named
+``{modality}_normalization``, shared by both towers) whose non-trainable ``mean`` and
+``variance`` hold the observation statistics; ``Brain.set_input_statistics`` writes them,
+and as weights of the joint model they travel with ``get_weights``/``flat_weights``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal, TypeAlias
 
 import keras
+import numpy as np
 
 from brains.registry import Brain
 from neuroloop.sensation import MODALITIES, POLICY_MODALITIES
 from neuroloop.training.distributions import Distribution
+from neuroloop.training.normalization import NORMALIZATION_CLIP, NORMALIZATION_EPSILON
 
 KerasTensor: TypeAlias = Any
 """A symbolic Keras tensor (``keras.KerasTensor``)."""
@@ -33,6 +41,11 @@ STATE_SUFFIXES: dict[str, tuple[str, ...]] = {"lstm": ("h", "c"), "gru": ("h",)}
 
 POLICY = "policy"
 VALUE = "value"
+
+UNNORMALIZED_MODALITIES: tuple[str, ...] = ("vision",)
+"""Modalities that get no ``RunningNormalization`` (images are scaled by their encoder)."""
+NORMALIZATION_SUFFIX = "_normalization"
+"""``RunningNormalization`` layers are named ``{modality}{NORMALIZATION_SUFFIX}``."""
 
 Body: TypeAlias = Callable[
     [str, KerasTensor], tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]
@@ -68,11 +81,140 @@ def check_units_tuple(option: str, value: Any) -> tuple[int, ...]:
     return sizes
 
 
+def _checked_positive(option: str, value: Any) -> float:
+    """Return ``value`` as a float, or raise ``ValueError`` unless it is finite and > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ValueError(
+            f"RunningNormalization: `{option}` must be a finite number > 0. "
+            f"Received: {option}={value!r}"
+        )
+    return float(value)
+
+
+@keras.saving.register_keras_serializable(package="neuroloop")
+class RunningNormalization(keras.layers.Layer):
+    """Normalize the last axis with externally kept statistics, then clip.
+
+    ``call(x) = clip((x - mean) / sqrt(variance + epsilon), -clip, clip)`` on ``x [..., n]``.
+    ``mean [n]`` and ``variance [n]`` are non-trainable weights (initially 0 and 1, the
+    identity up to clipping) that training sets from a running ``RunningMeanStd``
+    (``set_statistics``); gradients never change them.
+
+    Args:
+        clip: Bound of the output's magnitude, finite and > 0.
+        epsilon: Added to the variance, finite and > 0.
+        **kwargs: Base layer keyword arguments (``name``, ``dtype``, ...).
+
+    Raises:
+        ValueError: If ``clip`` or ``epsilon`` is not a finite number > 0.
+    """
+
+    def __init__(
+        self,
+        clip: float = NORMALIZATION_CLIP,
+        epsilon: float = NORMALIZATION_EPSILON,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.clip = _checked_positive("clip", clip)
+        self.epsilon = _checked_positive("epsilon", epsilon)
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        size = input_shape[-1]
+        if size is None:
+            raise ValueError(
+                "RunningNormalization needs a known last dimension. "
+                f"Received: input_shape={input_shape}"
+            )
+        self.mean = self.add_weight(
+            shape=(size,), initializer="zeros", trainable=False, name="mean"
+        )
+        self.variance = self.add_weight(
+            shape=(size,), initializer="ones", trainable=False, name="variance"
+        )
+
+    def call(self, inputs: Any) -> Any:
+        mean = keras.ops.cast(self.mean, inputs.dtype)
+        variance = keras.ops.cast(self.variance, inputs.dtype)
+        normalized = (inputs - mean) / keras.ops.sqrt(variance + self.epsilon)
+        return keras.ops.clip(normalized, -self.clip, self.clip)
+
+    def compute_output_shape(self, input_shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return input_shape
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = super().get_config()
+        config.update({"clip": self.clip, "epsilon": self.epsilon})
+        return config
+
+    def set_statistics(self, mean: Any, variance: Any) -> None:
+        """Write new statistics (cast to the weights' dtype).
+
+        Args:
+            mean: ``[n]`` finite means.
+            variance: ``[n]`` finite variances >= 0.
+
+        Raises:
+            ValueError: If the layer is not built, or a shape or value is invalid.
+        """
+        if not self.built:
+            raise ValueError(f"RunningNormalization {self.name!r}: build the layer first.")
+        size = tuple(self.mean.shape)
+        mean_array = np.asarray(mean, dtype=np.float64)
+        variance_array = np.asarray(variance, dtype=np.float64)
+        if mean_array.shape != size or variance_array.shape != size:
+            raise ValueError(
+                f"RunningNormalization {self.name!r}: expected mean and variance of shape "
+                f"{size}. Received: mean.shape={mean_array.shape}, "
+                f"variance.shape={variance_array.shape}"
+            )
+        finite = np.isfinite(mean_array).all() and np.isfinite(variance_array).all()
+        if not finite or (variance_array < 0).any():
+            raise ValueError(
+                f"RunningNormalization {self.name!r}: expected finite means and finite "
+                "variances >= 0. Received: NaN, inf or a negative variance"
+            )
+        self.mean.assign(mean_array.astype(self.mean.dtype))
+        self.variance.assign(variance_array.astype(self.variance.dtype))
+
+    def statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """The current ``(mean [n], variance [n])``."""
+        return np.asarray(self.mean.numpy()), np.asarray(self.variance.numpy())
+
+
 def modality_inputs(input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, KerasTensor]:
     """One ``keras.Input`` ``[B, T, *shape]`` per modality, named after it."""
     return {
         name: keras.Input(shape=(None, *shape), name=name) for name, shape in input_shapes.items()
     }
+
+
+def normalize_modalities(
+    inputs: Mapping[str, KerasTensor],
+) -> tuple[dict[str, KerasTensor], dict[str, tuple[str, ...]]]:
+    """Pass every modality except vision through its own ``RunningNormalization``.
+
+    Args:
+        inputs: Modality inputs ``[B, T, ...]`` by name.
+
+    Returns:
+        The inputs with non-vision modalities normalized, and the normalization layer names
+        by modality (``Brain.input_normalizers``).
+    """
+    normalized = dict(inputs)
+    layers: dict[str, tuple[str, ...]] = {}
+    for name, x in inputs.items():
+        if name in UNNORMALIZED_MODALITIES:
+            continue
+        layer_name = f"{name}{NORMALIZATION_SUFFIX}"
+        normalized[name] = RunningNormalization(name=layer_name)(x)
+        layers[name] = (layer_name,)
+    return normalized, layers
 
 
 def encode(
@@ -142,6 +284,7 @@ def assemble_two_towers(
     distribution: Distribution,
     body: Body,
     vision_filters: tuple[int, ...] = VISION_FILTERS,
+    normalize_inputs: bool = True,
 ) -> Brain:
     """Build policy and value towers with ``body`` and wrap them in the three models.
 
@@ -151,16 +294,25 @@ def assemble_two_towers(
         distribution: The policy's action distribution.
         body: Maps a tower's encoded features to its last features, creating any state.
         vision_filters: Filters of the vision convolutions.
+        normalize_inputs: Put a ``RunningNormalization`` layer behind every non-vision
+            modality input (shared by both towers).
     """
     inputs = modality_inputs(input_shapes)
     policy_inputs = {key: x for key, x in inputs.items() if key in POLICY_MODALITIES}
+    normalizers: dict[str, tuple[str, ...]] = {}
+    features_in = inputs
+    if normalize_inputs:
+        features_in, normalizers = normalize_modalities(inputs)
+    policy_features_in = {key: x for key, x in features_in.items() if key in POLICY_MODALITIES}
 
     features, policy_state_in, policy_state_out = body(
-        POLICY, encode(POLICY, policy_inputs, vision_filters)
+        POLICY, encode(POLICY, policy_features_in, vision_filters)
     )
     params = distribution.build_head(features, name_prefix=f"{POLICY}_")
 
-    features, value_state_in, value_state_out = body(VALUE, encode(VALUE, inputs, vision_filters))
+    features, value_state_in, value_state_out = body(
+        VALUE, encode(VALUE, features_in, vision_filters)
+    )
     value = keras.layers.Dense(1, name=VALUE)(features)
 
     policy_outputs = {**params, **policy_state_out}
@@ -182,4 +334,5 @@ def assemble_two_towers(
         distribution=distribution,
         policy_state_sizes={key: int(x.shape[-1]) for key, x in policy_state_in.items()},
         value_state_sizes={key: int(x.shape[-1]) for key, x in value_state_in.items()},
+        input_normalizers=normalizers,
     )

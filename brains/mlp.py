@@ -22,6 +22,7 @@ def build_mlp(
     *,
     hidden_units: Sequence[int] = HIDDEN_UNITS,
     vision_filters: Sequence[int] = VISION_FILTERS,
+    normalize_inputs: bool = True,
 ) -> Brain:
     """Feed-forward policy and value towers; inputs ``[B, T, ...]`` are processed per step.
 
@@ -30,6 +31,7 @@ def build_mlp(
         distribution: The policy's action distribution.
         hidden_units: Sizes of the tanh hidden layers of each tower.
         vision_filters: Filters of the vision convolutions (used only with vision).
+        normalize_inputs: Normalize non-vision inputs with running statistics.
 
     Raises:
         ValueError: If a size is not a positive int.
@@ -45,4 +47,4 @@ def build_mlp(
             features = dense(features)
         return features, {}, {}
 
-    return assemble_two_towers("mlp", input_shapes, distribution, body, filters)
+    return assemble_two_towers("mlp", input_shapes, distribution, body, filters, normalize_inputs)

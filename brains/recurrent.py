@@ -37,6 +37,7 @@ def _build_recurrent(
     embedding_units: int,
     recurrent_units: int,
     vision_filters: Sequence[int],
+    normalize_inputs: bool,
 ) -> Brain:
     """Build the ``lstm`` or ``gru`` brain (arguments as in ``build_lstm``)."""
     check_units("embedding_units", embedding_units)
@@ -51,7 +52,7 @@ def _build_recurrent(
         )
         return recurrent_core(tower, kind, recurrent_units, embedding(features))
 
-    return assemble_two_towers(kind, input_shapes, distribution, body, filters)
+    return assemble_two_towers(kind, input_shapes, distribution, body, filters, normalize_inputs)
 
 
 @register_brain("lstm")
@@ -62,6 +63,7 @@ def build_lstm(
     embedding_units: int = EMBEDDING_UNITS,
     recurrent_units: int = RECURRENT_UNITS,
     vision_filters: Sequence[int] = VISION_FILTERS,
+    normalize_inputs: bool = True,
 ) -> Brain:
     """A small LSTM brain with separate policy and value towers.
 
@@ -71,12 +73,19 @@ def build_lstm(
         embedding_units: Units of the tanh Dense embedding.
         recurrent_units: Units of the LSTM (and of each state tensor).
         vision_filters: Filters of the vision convolutions (used only with vision).
+        normalize_inputs: Normalize non-vision inputs with running statistics.
 
     Raises:
         ValueError: If a size is not a positive int.
     """
     return _build_recurrent(
-        "lstm", input_shapes, distribution, embedding_units, recurrent_units, vision_filters
+        "lstm",
+        input_shapes,
+        distribution,
+        embedding_units,
+        recurrent_units,
+        vision_filters,
+        normalize_inputs,
     )
 
 
@@ -88,6 +97,7 @@ def build_gru(
     embedding_units: int = EMBEDDING_UNITS,
     recurrent_units: int = RECURRENT_UNITS,
     vision_filters: Sequence[int] = VISION_FILTERS,
+    normalize_inputs: bool = True,
 ) -> Brain:
     """A small GRU brain with separate policy and value towers.
 
@@ -97,10 +107,17 @@ def build_gru(
         embedding_units: Units of the tanh Dense embedding.
         recurrent_units: Units of the GRU (and of its state tensor).
         vision_filters: Filters of the vision convolutions (used only with vision).
+        normalize_inputs: Normalize non-vision inputs with running statistics.
 
     Raises:
         ValueError: If a size is not a positive int.
     """
     return _build_recurrent(
-        "gru", input_shapes, distribution, embedding_units, recurrent_units, vision_filters
+        "gru",
+        input_shapes,
+        distribution,
+        embedding_units,
+        recurrent_units,
+        vision_filters,
+        normalize_inputs,
     )

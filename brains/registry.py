@@ -1,8 +1,9 @@
 """The brain registry: ``Brain`` (policy, value and joint Keras models) and ``build_brain``.
 
-A brain builder is a function ``builder(input_shapes, distribution, **options) -> Brain``
-registered with ``@register_brain("name")``. ``build_brain`` validates what every builder
-relies on (modality names and per-step shapes, the distribution) before calling it.
+A brain builder is a function
+``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain`` registered
+with ``@register_brain("name")``. ``build_brain`` validates what every builder relies on
+(modality names and per-step shapes, the distribution) before calling it.
 
 Model contract, for every brain (``B`` batch, ``T`` time, ``A`` action_dim):
 
@@ -15,26 +16,36 @@ Model contract, for every brain (``B`` batch, ``T`` time, ``A`` action_dim):
   as the state inputs.
 - Pass exactly a model's input names (``Brain.select_inputs``): Keras matches dict inputs
   by order, so extra keys silently shift them.
+- Observation normalization lives inside the models: ``RunningNormalization`` layers
+  (``brains.blocks``) listed in ``Brain.input_normalizers``, set with
+  ``Brain.set_input_statistics``; feed raw observations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 import keras
 import numpy as np
 
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES, POLICY_MODALITIES
 from neuroloop.training.distributions import Distribution, get_distribution
+from neuroloop.training.normalization import RunningMeanStd
+
+if TYPE_CHECKING:
+    from brains.blocks import RunningNormalization
 
 STATE_DTYPE = np.float32
 """dtype of recurrent state arrays from ``Brain.initial_state``."""
 
 
 BrainBuilder: TypeAlias = Callable[..., "Brain"]
-"""``builder(input_shapes, distribution, **options) -> Brain``."""
+"""``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain``."""
+
+InputStatistics: TypeAlias = RunningMeanStd | tuple[Any, Any]
+"""A modality's observation statistics: a ``RunningMeanStd`` or ``(mean [n], var [n])``."""
 
 BuilderT = TypeVar("BuilderT", bound=BrainBuilder)
 
@@ -69,6 +80,9 @@ class Brain:
     """Recurrent state of the policy: input/output name -> units. Empty if feed-forward."""
     value_state_sizes: Mapping[str, int] = field(default_factory=dict)
     """Recurrent state of the value network: input/output name -> units."""
+    input_normalizers: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Modality -> names of the ``RunningNormalization`` layers (in ``joint``) that
+    normalize it. Empty if the brain normalizes no input."""
 
     @property
     def policy_state_names(self) -> tuple[str, ...]:
@@ -128,6 +142,48 @@ class Brain:
         return {
             name: np.where(keep, np.asarray(value), 0).astype(STATE_DTYPE)
             for name, value in state.items()
+        }
+
+    def _normalizer_layers(self, modality: str) -> list[RunningNormalization]:
+        """The ``RunningNormalization`` layers of ``modality``.
+
+        Raises:
+            ValueError: If the brain does not normalize ``modality``.
+        """
+        if modality not in self.input_normalizers:
+            raise ValueError(
+                f"[{self.name}] expected statistics of normalized modalities "
+                f"{list(self.input_normalizers)}. Received: {modality!r}"
+            )
+        return [self.joint.get_layer(name) for name in self.input_normalizers[modality]]
+
+    def set_input_statistics(self, stats: Mapping[str, InputStatistics]) -> None:
+        """Write observation statistics into every normalization layer of each modality.
+
+        Modalities not in ``stats`` keep their statistics. The statistics are weights of
+        ``joint``, so ``flat_weights(brain.joint)`` carries them to the brain engines.
+
+        Args:
+            stats: Per modality a ``RunningMeanStd`` of shape ``(n,)`` or ``(mean, var)``
+                arrays ``[n]``.
+
+        Raises:
+            ValueError: If a modality is not normalized by this brain or a shape is wrong.
+        """
+        layers = {modality: self._normalizer_layers(modality) for modality in stats}
+        for modality, statistics in stats.items():
+            if isinstance(statistics, RunningMeanStd):
+                mean, var = statistics.mean, statistics.var
+            else:
+                mean, var = statistics
+            for layer in layers[modality]:
+                layer.set_statistics(mean, var)
+
+    def input_statistics(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """``(mean [n], variance [n])`` of every normalized modality (its first layer)."""
+        return {
+            modality: self._normalizer_layers(modality)[0].statistics()
+            for modality in self.input_normalizers
         }
 
     def select_inputs(self, model: keras.Model, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,6 +275,7 @@ def build_brain(
     action_dim: int,
     distribution: str | Distribution = "beta",
     distribution_options: Mapping[str, Any] | None = None,
+    normalize_inputs: bool = True,
     **options: Any,
 ) -> Brain:
     """Build a registered brain.
@@ -233,6 +290,8 @@ def build_brain(
             ``"multicategorical"``) or a ``Distribution`` with the same ``action_dim``.
         distribution_options: Options for ``get_distribution`` when ``distribution`` is a
             name, e.g. ``{"n_bins": 11}``.
+        normalize_inputs: Normalize every non-vision modality input with running
+            statistics inside the brain (``Brain.set_input_statistics``).
         **options: Builder options, e.g. layer sizes (see each builder).
 
     Raises:
@@ -260,4 +319,4 @@ def build_brain(
         dist = distribution
     else:
         dist = get_distribution(distribution, action_dim, **(distribution_options or {}))
-    return _BRAINS[name](shapes, dist, **options)
+    return _BRAINS[name](shapes, dist, normalize_inputs=normalize_inputs, **options)

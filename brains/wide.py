@@ -1,8 +1,8 @@
 """``wide``: the OpenAI (2020) / AngoraPy baseline brain for in-hand manipulation.
 
 Each tower is ``Dense -> LayerNormalization -> ReLU -> LSTM -> head``, and the value network
-has its own embedding and LSTM: policy and value share no layers. The defaults are the real
-sizes; tests pass small ``embedding_units`` and ``recurrent_units``.
+has its own embedding and LSTM: policy and value share no trainable layers. The defaults are
+the real sizes; tests pass small ``embedding_units`` and ``recurrent_units``.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ def build_wide(
     embedding_units: int = EMBEDDING_UNITS,
     recurrent_units: int = RECURRENT_UNITS,
     vision_filters: Sequence[int] = VISION_FILTERS,
+    normalize_inputs: bool = True,
 ) -> Brain:
     """The wide baseline: per tower Dense + layer norm + ReLU embedding, then an LSTM.
 
@@ -45,6 +46,7 @@ def build_wide(
         embedding_units: Units of the Dense embedding.
         recurrent_units: Units of the LSTM (and of each state tensor).
         vision_filters: Filters of the vision convolutions (used only with vision).
+        normalize_inputs: Normalize non-vision inputs with running statistics.
 
     Raises:
         ValueError: If a size is not a positive int.
@@ -61,4 +63,4 @@ def build_wide(
         x = keras.layers.ReLU(name=f"{tower}_embedding_relu")(x)
         return recurrent_core(tower, "lstm", recurrent_units, x)
 
-    return assemble_two_towers("wide", input_shapes, distribution, body, filters)
+    return assemble_two_towers("wide", input_shapes, distribution, body, filters, normalize_inputs)

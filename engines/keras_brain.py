@@ -59,7 +59,7 @@ name             shape, dtype            content
 episode_start    [W] bool                worlds whose episode just (re)started: their
                                          recurrent state is zeroed before the next step
 weights          [n_weights] float       every array of ``joint.get_weights()`` flattened and
-                                         concatenated in order (see ``flat_weights``)
+                                         concatenated in order (``training.weights.flat_weights``)
 checkpoint       JSON string             path of a ``.weights.h5`` file to load
 ================ ======================= ===================================================
 
@@ -82,6 +82,10 @@ state            [W, S] float32          the recurrent state the next step start
 ================ ======================= ===================================================
 
 Reading an input datapack returns what was last set (``weights``: the current weights).
+``weights`` include the non-trainable input-normalization statistics
+(``Brain.set_input_statistics``), so pushing weights also pushes the normalizers; brains
+normalize raw observations themselves (``BrainOptions: {"normalize_inputs": false}`` turns it
+off).
 """
 
 from __future__ import annotations
@@ -89,7 +93,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import math
 import secrets
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -106,6 +109,7 @@ from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES
 from neuroloop.training.distributions import get_distribution
+from neuroloop.training.weights import assign_flat_weights, flat_weights
 
 EXTRA_CONFIG_KEYS = (
     "Brain",
@@ -158,20 +162,6 @@ CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
 
 BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE, STATE)
 """Outputs besides the distribution's parameters."""
-
-
-def flat_weights(model: keras.Model) -> np.ndarray:
-    """Every array of ``model.get_weights()`` flattened and concatenated, as float32.
-
-    This is the layout the ``weights`` datapack takes.
-
-    Args:
-        model: A Keras model, usually ``brain.joint``.
-    """
-    arrays = model.get_weights()
-    if not arrays:
-        return np.zeros(0, np.float32)
-    return np.concatenate([np.ravel(array) for array in arrays]).astype(np.float32)
 
 
 def _positive_int(value: Any, context: str, key: str) -> int:
@@ -643,29 +633,10 @@ class KerasBrainEngine(Engine):
         return array.copy() if pending is None else pending | array
 
     def _set_flat_weights(self, brain: Brain, value: DataPackValue) -> None:
-        context = f"[{self.name}] set {WEIGHTS}"
-        shapes = [tuple(weight.shape) for weight in brain.joint.weights]
-        total = sum(math.prod(shape) for shape in shapes)
-        array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
-        if array is None or array.dtype.kind != "f" or array.shape != (total,):
-            received = (
-                type(value).__name__
-                if array is None
-                else f"dtype={array.dtype}, shape {array.shape}"
-            )
-            raise ValueError(
-                f"{context}: expected a flat float32 array of shape ({total},): every array "
-                f"of the joint model's get_weights() flattened and concatenated in order. "
-                f"Received: {received}"
-            )
-        if not np.isfinite(array).all():
-            raise ValueError(f"{context}: expected finite weights. Received: NaN or inf")
-        flat = array.astype(np.float32, copy=False)
-        offsets = np.cumsum([math.prod(shape) for shape in shapes])[:-1]
-        pieces = np.split(flat, offsets)
-        brain.joint.set_weights(
-            [piece.reshape(shape) for piece, shape in zip(pieces, shapes, strict=True)]
-        )
+        try:
+            assign_flat_weights(brain.joint, value)
+        except ValueError as error:
+            raise ValueError(f"[{self.name}] set {WEIGHTS}: {error}") from None
 
     def _load_weights(self, brain: Brain, path_text: str, context: str) -> None:
         path = Path(path_text) if Path(path_text).is_absolute() else self._base / path_text

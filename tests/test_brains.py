@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from brains import Brain, build_brain, known_brains
+from brains.blocks import RunningNormalization
 from neuroloop.sensation import Sensation
 from neuroloop.training.distributions import GaussianDistribution
+from neuroloop.training.normalization import (
+    NORMALIZATION_CLIP,
+    NORMALIZATION_EPSILON,
+    RunningMeanStd,
+)
+from neuroloop.training.weights import assign_flat_weights, flat_weights
 
 BATCH = 3
 TIME = 4
@@ -198,3 +205,93 @@ def test_select_inputs_names_missing_inputs() -> None:
     brain = _tiny("lstm")
     with pytest.raises(ValueError, match=r"missing \['policy_state_c', 'policy_state_h'\]"):
         brain.select_inputs(brain.policy, _values(_tiny("mlp"), INPUT_SHAPES))
+
+
+STATISTICS = {
+    "proprioception": (np.linspace(-1.0, 1.0, 5), np.linspace(0.5, 4.0, 5)),
+    "goal": (np.array([0.3, -0.2, 2.0]), np.array([0.01, 1.0, 9.0])),
+    "asymmetric": (np.full(4, 0.5), np.full(4, 0.25)),
+}
+
+
+def _normalized(x: np.ndarray, mean: np.ndarray, var: np.ndarray) -> np.ndarray:
+    """``clip((x - mean) / sqrt(var + eps))`` computed in numpy."""
+    normalized = (x - mean) / np.sqrt(var + NORMALIZATION_EPSILON)
+    return np.clip(normalized, -NORMALIZATION_CLIP, NORMALIZATION_CLIP).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", ["mlp", "lstm"])
+def test_normalized_brain_equals_plain_brain_on_normalized_inputs(name: str) -> None:
+    normalized = _tiny(name)
+    plain = _tiny(name, normalize_inputs=False)
+    assert normalized.input_normalizers == {m: (f"{m}_normalization",) for m in INPUT_SHAPES}
+    assert plain.input_normalizers == {}
+    for layer in plain.joint.layers:
+        layer.set_weights(normalized.joint.get_layer(layer.name).get_weights())
+    rms = RunningMeanStd((5,))
+    rms.update(np.random.default_rng(4).normal(2.0, 3.0, size=(100, 5)))
+    normalized.set_input_statistics({**STATISTICS, "proprioception": rms})
+    statistics = {**STATISTICS, "proprioception": (rms.mean, rms.var)}
+
+    values = _values(normalized, INPUT_SHAPES, seed=5)
+    values["goal"][0, 0] = [100.0, -100.0, 0.0]  # beyond the clip range
+    out = normalized.joint(normalized.select_inputs(normalized.joint, values))
+    fed = {
+        key: _normalized(value, *statistics[key]) if key in statistics else value
+        for key, value in values.items()
+    }
+    expected = plain.joint(plain.select_inputs(plain.joint, fed))
+    for key in out:
+        np.testing.assert_allclose(out[key], expected[key], atol=TOLERANCE, err_msg=key)
+
+
+def test_normalization_statistics_are_weights_but_not_trainable() -> None:
+    brain = _tiny("lstm")
+    plain = _tiny("lstm", normalize_inputs=False)
+    names = {weight.path for weight in brain.joint.trainable_weights}
+    assert not any("normalization" in path for path in names)
+    assert len(brain.joint.trainable_weights) == len(plain.joint.trainable_weights)
+    statistics = [w for w in brain.joint.non_trainable_weights if "normalization" in w.path]
+    assert len(statistics) == 2 * len(INPUT_SHAPES)
+
+    brain.set_input_statistics(STATISTICS)
+    other = _tiny("lstm")
+    assign_flat_weights(other.joint, flat_weights(brain.joint))
+    for modality, (mean, var) in other.input_statistics().items():
+        np.testing.assert_allclose(mean, STATISTICS[modality][0], rtol=1e-6)
+        np.testing.assert_allclose(var, STATISTICS[modality][1], rtol=1e-6)
+
+
+def test_vision_is_not_normalized_and_bad_statistics_are_rejected() -> None:
+    brain = _tiny("mlp", input_shapes=VISION_SHAPES)
+    assert set(brain.input_normalizers) == {"touch", "asymmetric"}
+    with pytest.raises(ValueError, match=r"normalized modalities \['touch', 'asymmetric'\]"):
+        brain.set_input_statistics({"vision": (np.zeros(3), np.ones(3))})
+    with pytest.raises(ValueError, match=r"expected mean and variance of shape \(6,\)"):
+        brain.set_input_statistics({"touch": (np.zeros(5), np.ones(5))})
+    with pytest.raises(ValueError, match="variances >= 0"):
+        brain.set_input_statistics({"touch": (np.zeros(6), -np.ones(6))})
+
+
+def test_running_normalization_layer_round_trips_through_keras_save(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="`clip` must be a finite number > 0"):
+        RunningNormalization(clip=0.0)
+    with pytest.raises(ValueError, match="`epsilon` must be a finite number > 0"):
+        RunningNormalization(epsilon=float("nan"))
+
+    inputs = keras.Input(shape=(None, 3), name="goal")
+    layer = RunningNormalization(clip=2.0, epsilon=1e-3, name="goal_normalization")
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_statistics([1.0, 0.0, -1.0], [4.0, 1.0, 0.0])
+    assert layer.trainable_weights == []
+    x = np.array([[[3.0, 0.5, -1.0], [1.0, 9.0, 0.0]]], np.float32)
+    expected = np.clip((x - [1.0, 0.0, -1.0]) / np.sqrt(np.array([4.0, 1.0, 0.0]) + 1e-3), -2, 2)
+    np.testing.assert_allclose(model(x), expected, rtol=1e-6)
+
+    path = tmp_path / "normalization.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    restored = loaded.get_layer("goal_normalization")
+    assert isinstance(restored, RunningNormalization)
+    assert restored.get_config() == layer.get_config()
+    np.testing.assert_allclose(loaded(x), expected, rtol=1e-6)
