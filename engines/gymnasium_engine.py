@@ -96,6 +96,7 @@ class GymnasiumEngine(Engine):
         self.env.action_space.seed(seed)
         self._start_episode(seed)
         self.episode = 0
+        self.action = np.zeros_like(self.action)  # nothing from before the reset acts after it
 
     def step(self, timestep_ns: int) -> None:
         frames = self._frames(timestep_ns)

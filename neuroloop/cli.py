@@ -29,6 +29,7 @@ PROGRESS_INTERVAL_S = 1.0
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
     INTERRUPTS.install()
     try:
         status: int = args.handler(args)

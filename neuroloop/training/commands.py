@@ -52,6 +52,7 @@ def add_commands(
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes to evaluate")
     evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    evaluate.add_argument("--horizon", type=int, help="control steps per gathering")
     evaluate.set_defaults(handler=_evaluate)
 
     plot = commands.add_parser("plot", help="plot learning curves of runs into a PNG")
@@ -123,7 +124,9 @@ def _relaunch_under_mpiexec(workers: int) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from neuroloop.training.evaluate import evaluate
 
-    result = evaluate(args.run_dir, args.episodes, args.deterministic, args.checkpoint)
+    result = evaluate(
+        args.run_dir, args.episodes, args.deterministic, args.checkpoint, args.horizon
+    )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
     return 0

@@ -18,6 +18,8 @@ Z_95 = 1.959964
 """Two-sided 95% quantile of the standard normal distribution."""
 EVALUATION_SEED = 1_000_000_007
 """Seeds of evaluation episodes start here: never a training cycle's seed."""
+NO_EPISODE_PATIENCE = 3
+"""Gatherings without a finished episode after which evaluation gives up."""
 
 
 def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float, int]:
@@ -27,7 +29,11 @@ def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float, 
 
 
 def evaluate(
-    run_dir: Path, episodes: int, deterministic: bool, which: str = "best"
+    run_dir: Path,
+    episodes: int,
+    deterministic: bool,
+    which: str = "best",
+    horizon: int | None = None,
 ) -> dict[str, tuple[float, float, int]]:
     """Run ``episodes`` evaluation episodes with a run's checkpointed brain.
 
@@ -36,6 +42,8 @@ def evaluate(
         episodes: Episodes to finish (at least).
         deterministic: Act on the policy's mode instead of sampling.
         which: ``"best"`` or ``"latest"`` checkpoint.
+        horizon: Control steps per gathering (default: the recipe's Horizon); episodes
+            longer than this never finish.
 
     Returns:
         ``{"return": (mean, half_width, n), METRIC: (...)}``; the task metric when the
@@ -56,11 +64,17 @@ def evaluate(
     with Simulation(config, echo_engine_output=False) as simulation:
         gatherer = Gatherer(simulation, TrainingSignals(recipe.brain_engine, *recipe.signals))
         gatherer.push_weights(flat)
+        steps = recipe.horizon if horizon is None else horizon
         cycle = 0
         while len(returns) < episodes:
-            rollout = gatherer.gather(recipe.horizon, EVALUATION_SEED + cycle)
+            rollout = gatherer.gather(steps, EVALUATION_SEED + cycle)
             returns += episode_statistics(rollout)[0]
             cycle += 1
+            if not returns and cycle >= NO_EPISODE_PATIENCE:
+                raise UsageError(
+                    f"evaluate {run_dir}: no episode finished within {steps} control steps "
+                    f"in {cycle} tries; pass a longer --horizon"
+                )
         status = dict(simulation.loop.functions.last_status)
     values = np.asarray(returns)
     result = {

@@ -51,13 +51,22 @@ class Monitor:
         import tensorflow as tf
 
         with self.path.open("a", encoding="utf-8") as stream:
-            stream.write(json.dumps(record) + "\n")
+            stream.write(json.dumps(_strict(record), allow_nan=False) + "\n")
         with self._writer.as_default(step=int(record["cycle"])):
             for key, value in _scalars(record):
                 tf.summary.scalar(key, value)
         self._writer.flush()
         if not self.quiet:
             print(_progress_line(record, self.total_cycles), file=sys.stderr, flush=True)
+
+
+def _strict(value: Any) -> Any:
+    """``value`` with non-finite floats as None, so the line is strict JSON."""
+    if isinstance(value, Mapping):
+        return {key: _strict(item) for key, item in value.items()}
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _scalars(record: Mapping[str, Any], prefix: str = "") -> list[tuple[str, float]]:

@@ -135,6 +135,8 @@ class Trainer:
         self.config = recipe.simulation_config(seed_offset=self.comm.rank)
         extra = self.config.engine(recipe.brain_engine).extra
         self.input_shapes = {name: tuple(shape) for name, shape in extra["InputShapes"].items()}
+        # Same seed, same data -> same update: what lets a resumed run repeat a cycle exactly.
+        tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(recipe.seed)
         self.brain: Brain = build_brain(
             recipe.brain,

@@ -1,0 +1,133 @@
+"""Training end to end: neuroloop train / evaluate / plot on Pendulum-v1, resume, recipes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroloop.errors import ConfigError
+from neuroloop.training.checkpoint import load_checkpoint
+from neuroloop.training.recipe import load_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+PENDULUM = REPO / "experiments" / "pendulum.yaml"
+TINY = ("-o", "Horizon=64", "-o", "PPO.Epochs=2", "-o", "PPO.Minibatches=2", "--quiet")
+
+
+def neuroloop(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "neuroloop", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def progress(run_dir: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def two_cycles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    run_dir = tmp_path_factory.mktemp("runs") / "two"
+    result = neuroloop("train", PENDULUM, "--cycles", "2", "--run-dir", run_dir, *TINY)
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    return run_dir
+
+
+def test_train_writes_monitor_checkpoints_and_tensorboard(two_cycles: Path) -> None:
+    records = progress(two_cycles)
+    assert [r["cycle"] for r in records] == [1, 2]
+    assert [r["env_steps"] for r in records] == [64, 128]
+    for key in (
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "approx_kl",
+        "clip_fraction",
+        "gather_s",
+        "optimize_s",
+        "env_steps_per_s",
+        "peak_memory_mib",
+        "return_std",
+    ):
+        assert isinstance(records[-1][key], float), key
+    assert (two_cycles / "checkpoints" / "latest.npz").is_file()
+    assert list((two_cycles / "tensorboard").iterdir())
+    recipe = json.loads((two_cycles / "recipe.json").read_text())
+    assert recipe["Horizon"] == 64 and recipe["Cycles"] == 2
+
+
+def test_resumed_run_repeats_the_uninterrupted_cycle(two_cycles: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "resumed"
+    first = neuroloop("train", PENDULUM, "--cycles", "1", "--run-dir", run_dir, *TINY)
+    assert first.returncode == 0, first.stderr
+    second = neuroloop("train", "--resume", run_dir, "--cycles", "2", "--quiet")
+    assert second.returncode == 0, second.stderr
+    uninterrupted, resumed = progress(two_cycles), progress(run_dir)
+    assert [r["cycle"] for r in resumed] == [1, 2]
+    for key in ("mean_return", "policy_loss", "value_loss", "entropy", "approx_kl"):
+        assert resumed[1][key] == uninterrupted[1][key], key
+    a = load_checkpoint(two_cycles / "checkpoints" / "latest.npz")
+    b = load_checkpoint(run_dir / "checkpoints" / "latest.npz")
+    for x, y in zip(a.weights + a.optimizer, b.weights + b.optimizer, strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_plot_and_evaluate(two_cycles: Path, tmp_path: Path) -> None:
+    png = tmp_path / "curves.png"
+    plotted = neuroloop("plot", two_cycles, two_cycles, "--output", png)
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    evaluated = neuroloop(
+        "evaluate",
+        two_cycles,
+        "--episodes",
+        "1",
+        "--deterministic",
+        "--checkpoint",
+        "latest",
+        "--horizon",
+        "210",
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    line = next(line for line in evaluated.stdout.splitlines() if line.startswith("return"))
+    mean = float(line.split()[1])
+    assert -2000 < mean < 0  # a Pendulum-v1 episode's return
+    assert "95% CI, 1 episodes" in line
+
+
+def test_evaluate_without_finished_episodes_says_so(two_cycles: Path) -> None:
+    result = neuroloop("evaluate", two_cycles, "--episodes", "1", "--checkpoint", "latest")
+    assert result.returncode == 2
+    assert "no episode finished within 64 control steps" in result.stderr
+
+
+@pytest.mark.parametrize("name", ["pendulum", "reach", "freereach", "manipulate_block"])
+def test_shipped_recipes_load_and_wire_their_simulation(name: str) -> None:
+    recipe = load_recipe(REPO / "experiments" / f"{name}.yaml")
+    config = recipe.simulation_config(seed_offset=3)
+    brain = config.engine(recipe.brain_engine)
+    assert brain.extra["Brain"] == recipe.brain
+    assert brain.extra["Worlds"] == recipe.worlds
+    assert brain.extra["Seed"] == recipe.seed + 3
+    assert config.timeout_ns == 0
+
+
+def test_bad_recipes_name_the_key(tmp_path: Path) -> None:
+    recipe = tmp_path / "bad.yaml"
+    recipe.write_text("Simulation: ../nowhere.json\nPPO: {Epoch: 3}\n")
+    with pytest.raises(ConfigError, match=r"PPO\.Epoch.*did you mean 'Epochs'"):
+        load_recipe(recipe)
+    recipe.write_text("Simulation: ../nowhere.json\n")
+    with pytest.raises(ConfigError, match="Simulation: expected an existing simulation config"):
+        load_recipe(recipe)
+    result = neuroloop("train", recipe)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
