@@ -39,6 +39,10 @@ SINGLE_THREAD_ENV = {
 }
 """Engine processes share two cores with the orchestrator: one thread each unless overridden."""
 
+MPI_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL")
+"""Environment of an MPI rank that its engine processes must not inherit: an engine that
+started MPI with its rank's variables would try to join the rank's job and fail."""
+
 
 @dataclass
 class ManagedProcess:
@@ -103,7 +107,8 @@ class Launcher:
         Raises:
             EngineCrashError: If the command cannot be executed at all.
         """
-        environment = {**os.environ, **SINGLE_THREAD_ENV, **(env or {})}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(MPI_PREFIXES)}
+        environment = {**inherited, **SINGLE_THREAD_ENV, **(env or {})}
         try:
             popen = subprocess.Popen(
                 list(command),

@@ -170,6 +170,9 @@ class Communicator(abc.ABC):
         Wrap a rank's whole program in it (``with comm.abort_on_error(): train()``):
         with several ranks the traceback is printed and ``MPI_Abort`` makes ``mpiexec``
         stop all ranks with a non-zero status; with one process the exception propagates.
+        (Without it, mpi4py's ``MPI_Finalize`` at exit waits for the other ranks forever.
+        ``MPI_Abort`` skips MPICH's cleanup, so its ``/dev/shm/mpich_shm_*`` segment of
+        about 2 MB stays behind.)
         """
 
 

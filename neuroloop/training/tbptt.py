@@ -281,6 +281,21 @@ def forward_chunks(
             f"Received: model_name={model_name!r}"
         )
     model = getattr(brain, model_name)
+    return dict(model(chunk_inputs(brain, model_name, chunks, indices)))
+
+
+def chunk_inputs(
+    brain: Brain,
+    model_name: str,
+    chunks: Chunks,
+    indices: Sequence[int] | np.ndarray | None = None,
+) -> dict[str, tf.Tensor]:
+    """The inputs ``forward_chunks`` feeds one of the brain's models, as tensors.
+
+    For callers that run the model themselves, e.g. inside a compiled training step.
+    Arguments as for ``forward_chunks``.
+    """
+    model = getattr(brain, model_name)
     index = None if indices is None else np.asarray(indices, dtype=np.int64)
     values: dict[str, np.ndarray] = {}
     for tensor in model.inputs:
@@ -290,4 +305,4 @@ def forward_chunks(
             continue  # select_inputs names what is missing
         array = source[name] if index is None else source[name][index]
         values[name] = array.astype(np.float32, copy=False)
-    return dict(model(brain.select_inputs(model, values)))
+    return dict(brain.select_inputs(model, values))

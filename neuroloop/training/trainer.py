@@ -36,7 +36,7 @@ from neuroloop.training.monitor import Monitor, peak_memory_mib
 from neuroloop.training.mpi import Communicator, get_communicator
 from neuroloop.training.normalization import RunningMeanStd
 from neuroloop.training.recipe import Recipe
-from neuroloop.training.tbptt import Chunks, forward_chunks, make_chunks, minibatches
+from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
 from neuroloop.training.weights import assign_flat_weights, flat_weights
 
 CHECKPOINTS = "checkpoints"
@@ -148,6 +148,8 @@ class Trainer:
         )
         self.optimizer = keras.optimizers.Adam(learning_rate=recipe.ppo.learning_rate)
         self.optimizer.build(self.brain.joint.trainable_variables)
+        # One traced graph for every minibatch (sizes differ by at most one chunk).
+        self._compiled_gradients = tf.function(self._loss_gradients, reduce_retracing=True)
         self.statistics = {
             name: RunningMeanStd(shape)
             for name, shape in self.input_shapes.items()
@@ -325,33 +327,44 @@ class Trainer:
     def _gradients(
         self, chunks: Chunks, indices: np.ndarray
     ) -> tuple[tf.Tensor, Mapping[str, tf.Tensor], list[tf.Tensor]]:
-        ppo = self.recipe.ppo
         data = chunks.select(indices)
+        batch = {
+            key: tf.convert_to_tensor(data.arrays[key])
+            for key in ("actions", "old_log_probs", "advantages", "old_values", "returns")
+        }
+        batch["mask"] = tf.convert_to_tensor(data.mask)
+        return self._compiled_gradients(chunk_inputs(self.brain, "joint", data), batch)
+
+    def _loss_gradients(
+        self, inputs: Mapping[str, tf.Tensor], batch: Mapping[str, tf.Tensor]
+    ) -> tuple[tf.Tensor, dict[str, tf.Tensor], list[tf.Tensor]]:
+        """PPO loss and its gradients on one minibatch of chunks ``[n, chunk_len, ...]``."""
+        ppo = self.recipe.ppo
         distribution = self.brain.distribution
+        variables = self.brain.joint.trainable_variables
         with tf.GradientTape() as tape:
-            outputs = forward_chunks(self.brain, "joint", data)
-            actions = tf.convert_to_tensor(data.arrays["actions"])
+            outputs = self.brain.joint(dict(inputs))
             loss, metrics = ppo_loss(
-                distribution.log_prob(outputs, actions),
-                data.arrays["old_log_probs"],
-                data.arrays["advantages"],
+                distribution.log_prob(outputs, batch["actions"]),
+                batch["old_log_probs"],
+                batch["advantages"],
                 outputs["value"][..., 0],
-                data.arrays["old_values"],
-                data.arrays["returns"],
+                batch["old_values"],
+                batch["returns"],
                 distribution.entropy(outputs),
-                data.mask,
+                batch["mask"],
                 clip_epsilon=ppo.clip_epsilon,
                 value_clip=ppo.value_clip,
                 value_coef=ppo.value_coef,
                 entropy_coef=ppo.entropy_coef,
             )
-        gradients = tape.gradient(loss, self.brain.joint.trainable_variables)
+        gradients = tape.gradient(loss, variables)
         return (
             loss,
             metrics,
             [
                 tf.zeros_like(v) if g is None else g
-                for g, v in zip(gradients, self.brain.joint.trainable_variables, strict=True)
+                for g, v in zip(gradients, variables, strict=True)
             ],
         )
 
