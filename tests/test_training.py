@@ -131,3 +131,15 @@ def test_bad_recipes_name_the_key(tmp_path: Path) -> None:
         load_recipe(recipe)
     result = neuroloop("train", recipe)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_two_mpi_processes_train_in_step(tmp_path: Path) -> None:
+    run_dir = tmp_path / "mpi"
+    result = neuroloop(
+        "train", PENDULUM, "--workers", "2", "--cycles", "2", "--run-dir", run_dir, *TINY
+    )
+    assert result.returncode == 0, result.stderr
+    records = progress(run_dir)
+    assert [r["processes"] for r in records] == [2, 2]
+    assert [r["env_steps"] for r in records] == [128, 256]  # 64 steps x 2 processes per cycle
+    assert [r["weight_drift"] for r in records] == [0.0, 0.0]  # identical weights on both ranks

@@ -206,6 +206,7 @@ class Trainer:
         """One gather -> advantages -> optimize cycle."""
         recipe, ppo, comm = self.recipe, self.recipe.ppo, self.comm
         started = time.perf_counter()
+        drift = self._synchronize_weights()
         gatherer.push_weights(flat_weights(self.brain.joint))
         seed = cycle_seed(recipe.seed, self.cycle, comm.rank, comm.size)
         rollout = gatherer.gather(recipe.horizon, seed)
@@ -258,10 +259,24 @@ class Trainer:
             "samples_per_s": float(mask.sum()) * ppo.epochs / max(optimize_s, 1e-9),
             "peak_memory_mib": peak_memory_mib(),
             "processes": comm.size,
+            "weight_drift": drift,
         }
         return record
 
     # -- pieces ------------------------------------------------------------------------------
+
+    def _synchronize_weights(self) -> float:
+        """Take rank 0's weights; return how far any rank's own had drifted (0 when in step).
+
+        Every rank applies the same averaged gradients, so the drift should be exactly 0;
+        the broadcast makes sure, and the figure shows it.
+        """
+        local = flat_weights(self.brain.joint)
+        root = self.comm.broadcast(local)
+        drift = float(np.max(np.abs(local - root))) if local.size else 0.0
+        if drift:
+            assign_flat_weights(self.brain.joint, root)
+        return float(self.comm.allreduce_sum([drift])[0])
 
     def _scaled_rewards(self, rollout: Rollout) -> np.ndarray:
         """Rewards ``[W, T + 1]`` divided by the running std of the discounted return."""
