@@ -143,3 +143,16 @@ def test_two_mpi_processes_train_in_step(tmp_path: Path) -> None:
     assert [r["processes"] for r in records] == [2, 2]
     assert [r["env_steps"] for r in records] == [128, 256]  # 64 steps x 2 processes per cycle
     assert [r["weight_drift"] for r in records] == [0.0, 0.0]  # identical weights on both ranks
+
+
+@pytest.mark.slow
+def test_pendulum_learns(tmp_path: Path) -> None:
+    """About 36k environment steps of PPO lift Pendulum-v1's mean return by a clear margin."""
+    run_dir = tmp_path / "learns"
+    result = neuroloop(
+        "train", PENDULUM, "--cycles", "35", "--run-dir", run_dir, "--quiet", timeout=1500
+    )
+    assert result.returncode == 0, result.stderr
+    returns = [r["mean_return"] for r in progress(run_dir) if r["mean_return"] is not None]
+    early, late = np.mean(returns[:3]), np.mean(returns[-3:])
+    assert late > early + 300, (early, late)
