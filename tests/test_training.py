@@ -153,6 +153,8 @@ def test_pendulum_learns(tmp_path: Path) -> None:
         "train", PENDULUM, "--cycles", "35", "--run-dir", run_dir, "--quiet", timeout=1500
     )
     assert result.returncode == 0, result.stderr
-    returns = [r["mean_return"] for r in progress(run_dir) if r["mean_return"] is not None]
+    returns = [
+        float(str(r["mean_return"])) for r in progress(run_dir) if r["mean_return"] is not None
+    ]
     early, late = np.mean(returns[:3]), np.mean(returns[-3:])
     assert late > early + 300, (early, late)
