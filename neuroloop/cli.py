@@ -116,6 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     from neuroloop.training.commands import add_commands
 
     add_commands(commands, INTERRUPTS.check)
+
+    from neuroloop.batch import add_command as add_batch_command
+
+    add_batch_command(commands, INTERRUPTS.check)
     return parser
 
 

@@ -1,6 +1,7 @@
 """The orchestrator's side of one engine: typed calls over gRPC with deadlines.
 
-Every call carries the engine's ``EngineCommandTimeout`` as its deadline, so a hung engine
+Every call carries the engine's ``EngineCommandTimeout`` as its deadline (loop steps, which
+travel on one long-lived step stream, wait for their reply that long), so a hung engine
 is an ``EngineTimeoutError`` naming the engine and the call, never a hang. Every reply's
 absolute time is checked: time that goes backwards is an ``EngineError``.
 """
@@ -8,10 +9,10 @@ absolute time is checked: time that goes backwards is an ``EngineError``.
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import grpc
@@ -34,21 +35,67 @@ class EngineUnavailableError(EngineError):
     """The engine's server could not be reached (it may have exited)."""
 
 
-class StepResult:
-    """A Step call in flight; ``result()`` waits for it and decodes the reply."""
+class _StepStream:
+    """One StepStream call: requests go in through a queue, replies come back in order.
 
-    def __init__(self, client: EngineClient, future: Future[pb.StepReply]) -> None:
+    A reader thread moves replies (or the error that ended the stream) into a queue, so
+    waiting for a reply has a timeout and the caller's thread never blocks inside gRPC.
+    """
+
+    def __init__(self, stub: pb_grpc.EngineStub) -> None:
+        self._requests: queue.SimpleQueue[pb.StepRequest | None] = queue.SimpleQueue()
+        self._replies: queue.SimpleQueue[pb.StepReply | grpc.RpcError] = queue.SimpleQueue()
+        self._call = stub.StepStream(iter(self._requests.get, None))
+        self.open = True
+        threading.Thread(target=self._read, daemon=True, name="step-stream").start()
+
+    def _read(self) -> None:
+        try:
+            for reply in self._call:
+                self._replies.put(reply)
+        except grpc.RpcError as error:
+            self._replies.put(error)
+        finally:
+            self.open = False
+
+    def send(self, request: pb.StepRequest) -> None:
+        self._requests.put(request)
+
+    def receive(self, timeout_s: float) -> pb.StepReply:
+        """The next reply; raises ``queue.Empty`` on timeout, ``grpc.RpcError`` on failure."""
+        item = self._replies.get(timeout=timeout_s)
+        if isinstance(item, grpc.RpcError):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.open = False
+        self._requests.put(None)
+        self._call.cancel()
+
+
+class StepResult:
+    """A step in flight on an engine's step stream; ``result()`` waits for its reply."""
+
+    def __init__(self, client: EngineClient, stream: _StepStream) -> None:
         self._client = client
-        self._future = future
+        self._stream = stream
 
     def cancel(self) -> None:
-        """Abandon the call (when the simulation is being torn down)."""
-        self._future.cancel()
+        """Abandon the step (when the simulation is being torn down): close the stream."""
+        self._stream.close()
 
     def result(self) -> dict[str, DataPackValue]:
         """Wait for the step to finish and return the datapacks it fetched, by name."""
-        reply = self._client._wait("step", self._future.result)
-        self._client._advance_time(reply.time_ns, "step")
+        client = self._client
+        try:
+            reply = self._stream.receive(client.timeout_s)
+        except queue.Empty:
+            self._stream.close()  # a late reply must not answer the next step
+            raise EngineTimeoutError(client._timeout_message("step")) from None
+        except grpc.RpcError as error:
+            raise client._translate("step", error) from None
+        client._advance_time(reply.time_ns, "step")
         return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
 
 
@@ -69,7 +116,7 @@ class EngineClient:
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EngineStub(self._channel)
         self._health = health_pb2_grpc.HealthStub(self._channel)
-        self._caller = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"client-{name}")
+        self._stream: _StepStream | None = None
 
     def wait_ready(self, timeout_s: float, alive: Callable[[], None] | None = None) -> None:
         """Poll the standard gRPC health service until the server answers SERVING.
@@ -127,11 +174,12 @@ class EngineClient:
             timestep_ns=timestep_ns,
             get=get,
         )
-        # A blocking call on the client's own thread: grpc's .future() starts a new channel
-        # spin thread whenever no call is in flight, which costs about 1 ms per step.
-        return StepResult(
-            self, self._caller.submit(self._stub.Step, request, timeout=self.timeout_s)
-        )
+        # One long-lived stream: a unary .future() starts a channel spin thread whenever no
+        # call is in flight (about 1 ms a step), and a stream needs no thread per call.
+        if self._stream is None or not self._stream.open:
+            self._stream = _StepStream(self._stub)
+        self._stream.send(request)
+        return StepResult(self, self._stream)
 
     def step(
         self,
@@ -139,8 +187,15 @@ class EngineClient:
         timestep_ns: int,
         get: Sequence[str],
     ) -> dict[str, DataPackValue]:
-        """One blocking round trip; see ``step_async``."""
-        return self.step_async(to_set, timestep_ns, get).result()
+        """One blocking round trip (a unary Step call); see ``step_async``."""
+        request = pb.StepRequest(
+            set=[codec.encode(name, self.name, value) for name, value in to_set.items()],
+            timestep_ns=timestep_ns,
+            get=get,
+        )
+        reply = self._wait("step", lambda: self._stub.Step(request, timeout=self.timeout_s))
+        self._advance_time(reply.time_ns, "step")
+        return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
 
     def get_datapacks(self, names: Iterable[str]) -> dict[str, DataPackValue]:
         request = pb.GetDataPacksRequest(names=list(names))
@@ -162,7 +217,8 @@ class EngineClient:
 
     def close(self) -> None:
         """Close the channel; give up after CLOSE_TIMEOUT_S rather than hang the caller."""
-        self._caller.shutdown(wait=False, cancel_futures=True)
+        if self._stream is not None:
+            self._stream.close()
         closer = threading.Thread(target=self._channel.close, daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT_S)
@@ -181,14 +237,17 @@ class EngineClient:
         except grpc.RpcError as error:
             raise self._translate(verb, error) from None
 
+    def _timeout_message(self, verb: str) -> str:
+        return (
+            f"[{self.name}] {verb}: no answer within {self.timeout_s:g} s "
+            "(EngineCommandTimeout); the engine may be hung"
+        )
+
     def _translate(self, verb: str, error: grpc.RpcError) -> EngineError:
         code = error.code()
         details = error.details() or ""
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            return EngineTimeoutError(
-                f"[{self.name}] {verb}: no answer within {self.timeout_s:g} s "
-                "(EngineCommandTimeout); the engine may be hung"
-            )
+            return EngineTimeoutError(self._timeout_message(verb))
         if code == grpc.StatusCode.UNAVAILABLE:
             return EngineUnavailableError(
                 f"[{self.name}] {verb}: engine server at {self.address} is unavailable ({details})"

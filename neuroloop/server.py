@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
 from typing import TypeVar
 
@@ -44,6 +44,8 @@ SERVER_OPTIONS = (
 PARENT_POLL_S = 0.5
 STOP_GRACE_S = 2.0
 USER_ERRORS = (ValueError, KeyError, TypeError)
+SERVER_THREADS = 8
+"""Each orchestrator's step stream holds one server thread; the rest serve unary calls."""
 
 Reply = TypeVar("Reply")
 
@@ -69,14 +71,18 @@ class EngineServicer(pb_grpc.EngineServicer):
     ) -> Reply:
         try:
             return call()
-        except USER_ERRORS as error:
-            code, details = grpc.StatusCode.INVALID_ARGUMENT, _describe(self.host.name, verb, error)
         except Exception as error:
-            print(traceback.format_exc(), file=sys.stderr, flush=True)
-            code, details = grpc.StatusCode.INTERNAL, _describe(self.host.name, verb, error)
+            code, details = self._failure(verb, error)
         context.set_code(code)
         context.set_details(details)
         return empty()
+
+    def _failure(self, verb: str, error: Exception) -> tuple[grpc.StatusCode, str]:
+        """The status that reports ``error``: user errors are INVALID_ARGUMENT, others INTERNAL."""
+        if isinstance(error, USER_ERRORS):
+            return grpc.StatusCode.INVALID_ARGUMENT, _describe(self.host.name, verb, error)
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        return grpc.StatusCode.INTERNAL, _describe(self.host.name, verb, error)
 
     def Initialize(
         self, request: pb.InitializeRequest, context: grpc.ServicerContext
@@ -100,6 +106,16 @@ class EngineServicer(pb_grpc.EngineServicer):
             lambda: self._step(request.set, request.timestep_ns, request.get),
             pb.StepReply,
         )
+
+    def StepStream(
+        self, requests: Iterator[pb.StepRequest], context: grpc.ServicerContext
+    ) -> Iterator[pb.StepReply]:
+        for request in requests:
+            try:
+                reply = self._step(request.set, request.timestep_ns, request.get)
+            except Exception as error:
+                context.abort(*self._failure("step", error))
+            yield reply
 
     def GetDataPacks(
         self, request: pb.GetDataPacksRequest, context: grpc.ServicerContext
@@ -171,7 +187,9 @@ def serve(
     """
     stop = threading.Event()
     host = EngineHost(engine)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=SERVER_OPTIONS)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=SERVER_THREADS), options=SERVER_OPTIONS
+    )
     pb_grpc.add_EngineServicer_to_server(EngineServicer(host, stop.set), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -49,6 +49,11 @@ class EngineStub:
                 request_serializer=neuroloop_dot_protocol_dot_engine__pb2.StepRequest.SerializeToString,
                 response_deserializer=neuroloop_dot_protocol_dot_engine__pb2.StepReply.FromString,
                 _registered_method=True)
+        self.StepStream = channel.stream_stream(
+                '/neuroloop.v1.Engine/StepStream',
+                request_serializer=neuroloop_dot_protocol_dot_engine__pb2.StepRequest.SerializeToString,
+                response_deserializer=neuroloop_dot_protocol_dot_engine__pb2.StepReply.FromString,
+                _registered_method=True)
         self.GetDataPacks = channel.unary_unary(
                 '/neuroloop.v1.Engine/GetDataPacks',
                 request_serializer=neuroloop_dot_protocol_dot_engine__pb2.GetDataPacksRequest.SerializeToString,
@@ -87,6 +92,14 @@ class EngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StepStream(self, request_iterator, context):
+        """The same as Step, as a stream of steps: one stream per orchestrator, replies in order.
+        Cheaper per step than a unary call; an error ends the stream with its status.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetDataPacks(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -120,6 +133,11 @@ def add_EngineServicer_to_server(servicer, server):
             ),
             'Step': grpc.unary_unary_rpc_method_handler(
                     servicer.Step,
+                    request_deserializer=neuroloop_dot_protocol_dot_engine__pb2.StepRequest.FromString,
+                    response_serializer=neuroloop_dot_protocol_dot_engine__pb2.StepReply.SerializeToString,
+            ),
+            'StepStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.StepStream,
                     request_deserializer=neuroloop_dot_protocol_dot_engine__pb2.StepRequest.FromString,
                     response_serializer=neuroloop_dot_protocol_dot_engine__pb2.StepReply.SerializeToString,
             ),
@@ -218,6 +236,33 @@ class Engine:
             request,
             target,
             '/neuroloop.v1.Engine/Step',
+            neuroloop_dot_protocol_dot_engine__pb2.StepRequest.SerializeToString,
+            neuroloop_dot_protocol_dot_engine__pb2.StepReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StepStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/neuroloop.v1.Engine/StepStream',
             neuroloop_dot_protocol_dot_engine__pb2.StepRequest.SerializeToString,
             neuroloop_dot_protocol_dot_engine__pb2.StepReply.FromString,
             options,

@@ -1,0 +1,245 @@
+"""Deployment: the docker-compose topology as local processes, compose's own check, and many
+simulations on one host without a port collision."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from neuroloop.client import EngineClient
+from neuroloop.simulation import Simulation
+from tests.processes import FIXTURES, engine_processes
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+ENGINE_SERVICES = ("physics", "brain")
+ADDRESS_VARIABLES = {
+    "physics": "NEUROLOOP_PHYSICS_ADDRESS",
+    "brain": "NEUROLOOP_BRAIN_ADDRESS",
+}
+"""The compose variables that set where each engine service binds."""
+HEALTHY_WITHIN_S = 120.0
+HEALTH_POLL_S = 0.5
+REACH_TIMEOUT_S = 0.4
+"""Simulated seconds of the reach simulation: 10 loop steps."""
+CONCURRENT_SIMULATIONS = 50
+_VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
+
+
+def interpolate(text: str, variables: Mapping[str, str]) -> str:
+    """Compose's ``${NAME}`` and ``${NAME:-default}`` (the default also for an empty value)."""
+    return _VARIABLE.sub(lambda m: variables.get(m["name"]) or m["default"] or "", text)
+
+
+def compose_services() -> dict[str, Any]:
+    services: dict[str, Any] = yaml.safe_load(COMPOSE.read_text())["services"]
+    return services
+
+
+def local_command(arguments: list[str], variables: Mapping[str, str]) -> list[str]:
+    """A service's command as run here: the image's ``neuroloop`` and ``python`` are ours."""
+    executables = {
+        "neuroloop": str(Path(sys.executable).parent / "neuroloop"),
+        "python": sys.executable,
+    }
+    command = [interpolate(str(argument), variables) for argument in arguments]
+    return [executables.get(command[0], command[0]), *command[1:]]
+
+
+def service_environment(service: Mapping[str, Any], variables: Mapping[str, str]) -> dict[str, str]:
+    declared = {
+        key: interpolate(str(value), variables) for key, value in service["environment"].items()
+    }
+    return {**os.environ, **declared}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != "Z" and int(fields[2]) == pgid:
+            members.append(int(entry.name))
+    return members
+
+
+def wait_healthy(name: str, check: list[str], process: subprocess.Popen[bytes]) -> None:
+    """Run the service's health check until it passes, like ``condition: service_healthy``."""
+    deadline = time.monotonic() + HEALTHY_WITHIN_S
+    while subprocess.run(check, capture_output=True).returncode != 0:
+        assert process.poll() is None, f"service {name} exited with status {process.returncode}"
+        assert time.monotonic() < deadline, f"service {name} not healthy in {HEALTHY_WITHIN_S} s"
+        time.sleep(HEALTH_POLL_S)
+
+
+def test_compose_topology_as_local_processes_runs_the_reach_simulation(tmp_path: Path) -> None:
+    services = compose_services()
+    assert set(services) >= {*ENGINE_SERVICES, "orchestrator"}
+    assert services["orchestrator"]["depends_on"] == {
+        name: {"condition": "service_healthy"} for name in ENGINE_SERVICES
+    }
+    addresses = {name: f"127.0.0.1:{free_port()}" for name in ENGINE_SERVICES}
+    variables = {ADDRESS_VARIABLES[name]: addresses[name] for name in ENGINE_SERVICES}
+    engines: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        for name in ENGINE_SERVICES:
+            service = services[name]
+            command = local_command(service["command"], variables)
+            assert command[-2:] == ["--address", addresses[name]]
+            with (tmp_path / f"{name}.log").open("wb") as log:
+                engines[name] = subprocess.Popen(
+                    command,
+                    env=service_environment(service, variables),
+                    cwd=ROOT,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        for name in ENGINE_SERVICES:
+            test = services[name]["healthcheck"]["test"]
+            assert test[0] == "CMD"
+            wait_healthy(name, local_command(test[1:], variables), engines[name])
+
+        orchestrator = services["orchestrator"]
+        run = subprocess.run(
+            [
+                *local_command(orchestrator["command"], variables),
+                *[
+                    item
+                    for name in ENGINE_SERVICES
+                    for item in (
+                        "-o",
+                        f"EngineConfigs.EngineName:{name}.ServerAddress={addresses[name]}",
+                    )
+                ],
+                *("-o", f"SimulationTimeout={REACH_TIMEOUT_S}", "--quiet"),
+            ],
+            env=service_environment(orchestrator, variables),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert run.returncode == 0, run.stderr
+        assert "simulation   shadow_hand_reach" in run.stdout
+        assert f"simulated    {REACH_TIMEOUT_S:.3f} s in 10 loop steps" in run.stdout
+        assert "ended by     SimulationTimeout" in run.stdout
+        # The orchestrator shut both engines down: like their containers, they exit 0.
+        for name, process in engines.items():
+            assert process.wait(30) == 0, (tmp_path / f"{name}.log").read_text()
+    finally:
+        for process in engines.values():
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+    assert [group_members(process.pid) for process in engines.values()] == [[], []]
+
+
+def test_health_check_fails_where_nothing_serves() -> None:
+    check = subprocess.run(
+        [sys.executable, "-m", "neuroloop.healthcheck", f"0.0.0.0:{free_port()}", "--timeout", "1"],
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 1
+    assert "UNAVAILABLE" in check.stderr
+
+
+def compose_cli() -> list[str] | None:
+    """``docker compose`` (the plugin) or the standalone ``docker-compose``, if installed."""
+    docker = shutil.which("docker")
+    if (
+        docker
+        and subprocess.run([docker, "compose", "version"], capture_output=True).returncode == 0
+    ):
+        return [docker, "compose"]
+    standalone = shutil.which("docker-compose")
+    return [standalone] if standalone else None
+
+
+def test_docker_compose_config_accepts_the_file() -> None:
+    cli = compose_cli()
+    if cli is None:
+        pytest.skip(
+            "neither the docker compose plugin nor docker-compose is installed here "
+            "(the docker client alone cannot check a compose file)"
+        )
+    for profile in ((), ("--profile", "train")):
+        checked = subprocess.run(
+            [*cli, "--file", str(COMPOSE), *profile, "config"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env={k: v for k, v in os.environ.items() if not k.startswith("NEUROLOOP_")},
+        )
+        assert checked.returncode == 0, checked.stderr
+        resolved = yaml.safe_load(checked.stdout)["services"]
+        assert set(resolved) >= {*ENGINE_SERVICES, "orchestrator", *(["train"] if profile else [])}
+        assert resolved["physics"]["command"][-1] == "0.0.0.0:9001"
+        assert resolved["brain"]["command"][-1] == "0.0.0.0:9002"
+
+
+def test_fifty_simulations_at_once_get_their_own_addresses(tmp_path: Path) -> None:
+    """Every engine binds port 0 (or its own Unix socket) and announces what it bound."""
+    start_together = threading.Barrier(CONCURRENT_SIMULATIONS)
+
+    def simulate(index: int) -> tuple[list[str], int, int]:
+        overrides = [
+            f"EngineConfigs.EngineName:{name}.{key}=120"
+            for name in ("fast", "slow")
+            for key in ("EngineLaunchTimeout", "EngineCommandTimeout")
+        ]
+        if index % 2:  # every other simulation's engines serve on Unix-domain sockets
+            overrides += [
+                f"EngineConfigs.EngineName:{name}.ServerAddress=unix:{tmp_path}/{index}-{name}.sock"
+                for name in ("fast", "slow")
+            ]
+        simulation = Simulation.from_config(
+            FIXTURES / "exchange.json", overrides, echo_engine_output=False
+        )
+        start_together.wait()
+        with simulation as sim:
+            sim.run_until_timeout()
+            addresses = []
+            for client in sim.clients.values():
+                assert isinstance(client, EngineClient)
+                addresses.append(client.address)
+            steps = (int(sim.datapack("steps", "fast")), int(sim.datapack("steps", "slow")))
+        return addresses, *steps
+
+    with ThreadPoolExecutor(CONCURRENT_SIMULATIONS) as pool:
+        results = list(pool.map(simulate, range(CONCURRENT_SIMULATIONS)))
+    addresses = [address for found, _, _ in results for address in found]
+    assert len(addresses) == 2 * CONCURRENT_SIMULATIONS
+    assert len(set(addresses)) == len(addresses), "two engines were given the same address"
+    assert sum(address.startswith("unix:") for address in addresses) == CONCURRENT_SIMULATIONS
+    assert all(re.fullmatch(r"unix:.+|127\.0\.0\.1:\d+", address) for address in addresses)
+    # exchange.json: 0.06 s of 0.01 s steps for "fast", 0.02 s steps for "slow".
+    assert {(fast, slow) for _, fast, slow in results} == {(6, 3)}
+    assert engine_processes(os.getpid()) == []
