@@ -25,23 +25,24 @@ against the issue's targets (``TARGET_RATIOS``).
 Beside the rates is the CPU time one control step costs, per process (read from ``/proc``,
 so Linux only). On a machine shared with other work the wall-clock rates follow the load,
 and when it is oversubscribed the orchestrated loop's three processes get a larger share of
-the CPUs than the in-process loop's one, which flatters the ratio (the report says so when
-the load average exceeds the CPU count). CPU times follow the load much less, so they show
-where the time goes: the in-process engines' ``step`` calls are timed inside the in-process
-loop, and what that loop costs beyond them is the rest (datapack reads and writes,
-transceiver functions, loop). On two free cores the orchestrated loop could at best take
-``max(physics, brain) + rest`` per control step, the "ideal" printed with the wall-clock
-times.
+the CPUs than the in-process loop's one, which flatters the ratio: the report warns when the
+in-process loop got less than ``BUSY_CPU_SHARE`` of a core (its CPU time over its wall-clock
+time). CPU times follow the load much less, so they show where the time goes: the
+in-process engines' ``step`` calls are timed inside the in-process loop, and what that loop
+costs beyond them is the rest (datapack reads and writes, transceiver functions, loop). On
+two free cores the orchestrated loop could at best take ``max(physics, brain) + rest`` per
+control step, the "ideal" printed with the wall-clock times.
 
 The physical ceiling is measured too, for one world: ``mujoco.mj_step(model, data,
 nstep=20)`` in a bare loop, and gymnasium-robotics' ``HandReach`` env stepped with random
 actions (it reads state by joint name every step).
 
-Default step counts keep a run with the default worlds (1, 16, 64) and repeats to about three
-minutes on two cores: ``DEFAULT_WORLD_STEPS`` world-steps per timing, but at least
-``MIN_STEPS`` and at most ``MAX_STEPS`` control steps (W=1: 300, W=16: 80, W=64: 20 steps),
-so every timing lasts one to a few seconds. With W=64 and the wide brain (12.7M parameters) a
-control step takes tens of milliseconds in the brain alone, and as long again in physics.
+Default step counts keep a run with the default worlds (1, 16, 64) and repeats to about two
+minutes on two idle cores (longer on a busy machine): ``DEFAULT_WORLD_STEPS`` world-steps
+per timing, but at least ``MIN_STEPS`` and at most ``MAX_STEPS`` control steps (W=1: 300,
+W=16: 80, W=64: 20 steps), so every timing lasts one to a few seconds. With W=64 and the
+wide brain (12.7M parameters) a control step takes tens of milliseconds in the brain alone,
+and as long again in physics.
 """
 
 from __future__ import annotations
@@ -110,6 +111,10 @@ CEILING_WARMUP_STEPS = 20
 
 TARGET_RATIOS = {1: 0.5, 16: 0.8}
 """Orchestrated / in-process control steps/s the issue asks for, by number of worlds."""
+
+BUSY_CPU_SHARE = 0.75
+"""Below this share of a core (CPU time / wall time) the in-process loop was held back by
+other work on the machine, and the wall-clock ratios are flattered."""
 
 NS_PER_S = 1_000_000_000
 MS_PER_S = 1000.0
@@ -222,6 +227,11 @@ class WorldsResult:
     def rest_ms(self) -> float:
         """In-process loop CPU beyond the engines' steps: datapacks, functions, loop."""
         return self.in_process_cpu_ms - self.physics_ms - self.brain_ms
+
+    @property
+    def in_process_cpu_share(self) -> float:
+        """CPU time / wall-clock time of the in-process loop: 1 when it had a core to itself."""
+        return self.in_process_cpu_ms * self.in_process / MS_PER_S
 
     @property
     def ideal_ms(self) -> float:
@@ -394,7 +404,7 @@ def print_cpu(results: Sequence[WorldsResult]) -> None:
 def print_wall(results: Sequence[WorldsResult]) -> None:
     print("\nwall-clock ms per control step")
     header = (
-        f"{'worlds':>6} | {'in-process':>10} {'orchestrated':>12} | "
+        f"{'worlds':>6} | {'in-process':>10} {'CPU share':>9} {'orchestrated':>12} | "
         f"{'ideal':>6} {'orch - ideal':>12}"
     )
     print(header)
@@ -402,10 +412,20 @@ def print_wall(results: Sequence[WorldsResult]) -> None:
     for r in results:
         orchestrated_ms = MS_PER_S / r.orchestrated
         print(
-            f"{r.worlds:>6} | {MS_PER_S / r.in_process:>10.2f} {orchestrated_ms:>12.2f} | "
-            f"{r.ideal_ms:>6.2f} {orchestrated_ms - r.ideal_ms:>12.2f}"
+            f"{r.worlds:>6} | {MS_PER_S / r.in_process:>10.2f} {r.in_process_cpu_share:>9.2f} "
+            f"{orchestrated_ms:>12.2f} | {r.ideal_ms:>6.2f} {orchestrated_ms - r.ideal_ms:>12.2f}"
         )
-    print("ideal = max(physics, brain) + rest: both engines in parallel, no RPC cost")
+    print(
+        "CPU share = in-process CPU / wall time; ideal = max(physics, brain) + rest: both "
+        "engines in\nparallel, no RPC cost"
+    )
+    busy = [r.worlds for r in results if r.in_process_cpu_share < BUSY_CPU_SHARE]
+    if busy:
+        print(
+            f"WARNING: the in-process loop got less than {BUSY_CPU_SHARE:.2f} of a core at "
+            f"worlds={busy}: the machine was busy,\nwhich favours the orchestrated loop (three "
+            "processes against one); compare the CPU times"
+        )
 
 
 def print_ceilings(
@@ -468,17 +488,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nreach loop: MuJoCo 'reach' + '{args.brain}' brain + reach transceivers, "
         f"{nstep} physics substeps per control step"
     )
-    cpus = os.cpu_count() or 1
     print(
         f"median of {args.repeats} interleaved repeats; 1-minute load average before / after: "
-        f"{load_before:.2f} / {load_after:.2f} ({cpus} CPUs)"
+        f"{load_before:.2f} / {load_after:.2f} ({os.cpu_count()} CPUs)\n"
     )
-    if max(load_before, load_after) > cpus:
-        print(
-            "the machine was oversubscribed: wall-clock ratios favour the orchestrated loop "
-            "(three processes\nagainst one); the CPU times below are the load-robust comparison"
-        )
-    print()
     print_rates(results)
     print_cpu(results)
     print_wall(results)
