@@ -10,6 +10,7 @@ and no reward.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -43,25 +44,40 @@ class StepOutcome:
         return self.terminated | self.truncated
 
 
+RECENT_EPISODES = 100
+"""Finished episodes the summary averages over (the most recent ones)."""
+
+
 @dataclass
 class EpisodeRecord:
-    """Statistics of the episodes that finished so far."""
+    """Statistics of the most recent finished episodes (``RECENT_EPISODES`` of them)."""
 
-    returns: list[float] = field(default_factory=list)
-    lengths: list[int] = field(default_factory=list)
-    metrics: list[float] = field(default_factory=list)
+    finished: int = 0
+    """Episodes finished so far."""
+    returns: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
+    lengths: deque[int] = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
+    metrics: deque[float] = field(default_factory=lambda: deque(maxlen=RECENT_EPISODES))
+
+    def add(self, episode_return: float, length: int, metric: float) -> None:
+        """Record one finished episode."""
+        self.finished += 1
+        self.returns.append(episode_return)
+        self.lengths.append(length)
+        self.metrics.append(metric)
 
     def summary(self) -> dict[str, float | int]:
-        """Episodes finished, and the mean return, length and task metric (with its sample
-        standard deviation) over them."""
+        """Episodes finished; over the recent ones (``recent`` of them) the mean return and
+        length and the task metric's mean and sample standard deviation."""
         if not self.returns:
             return {"episodes": 0}
+        metrics = np.asarray(self.metrics)
         return {
-            "episodes": len(self.returns),
+            "episodes": self.finished,
+            "recent": len(metrics),
             "mean_return": float(np.mean(self.returns)),
             "mean_length": float(np.mean(self.lengths)),
-            "mean_metric": float(np.mean(self.metrics)),
-            "std_metric": float(np.std(self.metrics, ddof=1)) if len(self.metrics) > 1 else 0.0,
+            "mean_metric": float(metrics.mean()),
+            "std_metric": float(metrics.std(ddof=1)) if len(metrics) > 1 else 0.0,
         }
 
 
@@ -162,9 +178,9 @@ class TaskEpisodes:
         if done.any():
             metric = task.metric_value(self._progress, success)
             for world in np.flatnonzero(done):
-                self.record.returns.append(float(self._returns[world]))
-                self.record.lengths.append(int(self._steps[world]))
-                self.record.metrics.append(float(metric[world]))
+                self.record.add(
+                    float(self._returns[world]), int(self._steps[world]), float(metric[world])
+                )
         self._restart = done
         self._previous = {key: np.array(value) for key, value in state.items()}
         return StepOutcome(goal.copy(), terms, reward, success, terminated, truncated, start)

@@ -54,6 +54,7 @@ class _StepStream:
             for reply in self._call:
                 self._replies.put(reply)
         except grpc.RpcError as error:
+            self.open = False  # before the error is seen, so no one sends on a dead stream
             self._replies.put(error)
         finally:
             self.open = False
@@ -169,11 +170,7 @@ class EngineClient:
         get: Sequence[str],
     ) -> StepResult:
         """Start one round trip: set datapacks, advance by ``timestep_ns``, fetch ``get``."""
-        request = pb.StepRequest(
-            set=[codec.encode(name, self.name, value) for name, value in to_set.items()],
-            timestep_ns=timestep_ns,
-            get=get,
-        )
+        request = pb.StepRequest(set=self._encode(to_set), timestep_ns=timestep_ns, get=get)
         # One long-lived stream: a unary .future() starts a channel spin thread whenever no
         # call is in flight (about 1 ms a step), and a stream needs no thread per call.
         if self._stream is None or not self._stream.open:
@@ -188,11 +185,7 @@ class EngineClient:
         get: Sequence[str],
     ) -> dict[str, DataPackValue]:
         """One blocking round trip (a unary Step call); see ``step_async``."""
-        request = pb.StepRequest(
-            set=[codec.encode(name, self.name, value) for name, value in to_set.items()],
-            timestep_ns=timestep_ns,
-            get=get,
-        )
+        request = pb.StepRequest(set=self._encode(to_set), timestep_ns=timestep_ns, get=get)
         reply = self._wait("step", lambda: self._stub.Step(request, timeout=self.timeout_s))
         self._advance_time(reply.time_ns, "step")
         return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
@@ -204,9 +197,7 @@ class EngineClient:
         return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
 
     def set_datapacks(self, values: Mapping[str, DataPackValue]) -> None:
-        request = pb.SetDataPacksRequest(
-            datapacks=[codec.encode(name, self.name, value) for name, value in values.items()]
-        )
+        request = pb.SetDataPacksRequest(datapacks=self._encode(values))
         reply = self._wait("set", lambda: self._stub.SetDataPacks(request, timeout=self.timeout_s))
         self._advance_time(reply.time_ns, "set")
 
@@ -222,6 +213,13 @@ class EngineClient:
         closer = threading.Thread(target=self._channel.close, daemon=True)
         closer.start()
         closer.join(CLOSE_TIMEOUT_S)
+
+    def _encode(self, values: Mapping[str, DataPackValue]) -> list[pb.DataPack]:
+        """Wire datapacks for this engine; a value that cannot travel is an EngineError."""
+        try:
+            return [codec.encode(name, self.name, value) for name, value in values.items()]
+        except ValueError as error:
+            raise EngineError(str(error)) from None
 
     def _advance_time(self, time_ns: int, verb: str) -> None:
         if time_ns < self.time_ns:

@@ -102,7 +102,9 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         overrides: ``-o`` style overrides, e.g. to set ``Worlds`` to 1.
         agent: The engine the agent replaces (default: the config's one keras_brain engine).
         reward: The datapack holding the reward, looked up among preprocessed datapacks
-            first, then engine datapacks. Likewise ``terminated`` and ``truncated``.
+            first, then engine datapacks.
+        terminated: The datapack saying an episode ended in a terminal state.
+        truncated: The datapack saying an episode ended by a limit.
 
     Raises:
         ValueError: If the agent engine is ambiguous, or the config runs more than one world.
@@ -172,6 +174,11 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             raise ValueError(
                 f"[{self._slot.name}] action: expected a member of {self.action_space}. "
                 f"Received: {array!r}"
+            )
+        if self._simulation.done:
+            raise ValueError(
+                f"{self._simulation.config.path}: the simulation has ended (status function or "
+                "SimulationTimeout); call reset() before step()"
             )
         self._slot.action = array[None]
         self._simulation.loop.run_until_stepped(self._slot.name)

@@ -137,16 +137,19 @@ class Simulation:
 
     def close(self) -> None:
         """Shut engines down, then stop every process the simulation started."""
-        if self._loop is not None:
-            self._loop.abandon()
-        for client in self.clients.values():
-            try:
-                client.shutdown(SHUTDOWN_TIMEOUT_S)
-            except EngineError:
-                pass  # the process is stopped below either way
-            client.close()
-        self.clients.clear()
-        self.launcher.stop_all()
+        try:
+            if self._loop is not None:
+                self._loop.abandon()
+            for client in self.clients.values():
+                try:
+                    client.shutdown(SHUTDOWN_TIMEOUT_S)
+                except Exception as error:
+                    print(f"[{client.name}] shutdown: {error}", file=sys.stderr)
+                finally:
+                    client.close()
+            self.clients.clear()
+        finally:
+            self.launcher.stop_all()
 
     # -- running ---------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ def test_a_dropped_block_terminates_only_its_world() -> None:
     following = episodes.observe(block_state([RESTING[2], RESTING[2]]))
     assert following.episode_start.tolist() == [False, True]
     assert following.reward[1] == 0.0
-    assert episodes.record.metrics == [0.0]  # no goal reached before the drop
+    assert list(episodes.record.metrics) == [0.0]  # no goal reached before the drop
 
 
 def test_block_goals_are_counted_and_replaced_and_the_goal_clock_truncates() -> None:
@@ -79,9 +79,21 @@ def test_block_goals_are_counted_and_replaced_and_the_goal_clock_truncates() -> 
     episodes.observe(block_state([RESTING[2]], start.goal[0]))
     timed_out = episodes.observe(block_state([RESTING[2]], start.goal[0]))
     assert timed_out.truncated.tolist() == [True]
-    assert episodes.record.metrics == [1.0]  # one consecutive goal reached
+    assert list(episodes.record.metrics) == [1.0]  # one consecutive goal reached
 
 
 def test_episode_steps_must_be_positive() -> None:
     with pytest.raises(ValueError, match="episode_steps"):
         TaskEpisodes(get_task("reach"), control_dt_s=0.04, episode_steps=0)
+
+
+def test_the_summary_covers_the_most_recent_episodes() -> None:
+    from experiments.episodes import RECENT_EPISODES, EpisodeRecord
+
+    record = EpisodeRecord()
+    for k in range(RECENT_EPISODES + 50):
+        record.add(float(k), 10, 1.0 if k >= 50 else 0.0)
+    summary = record.summary()
+    assert summary["episodes"] == RECENT_EPISODES + 50
+    assert summary["recent"] == RECENT_EPISODES
+    assert summary["mean_metric"] == 1.0  # the first 50 episodes (metric 0) have left

@@ -1,15 +1,14 @@
-"""RunningMeanStd and RewardScaler: exact merges, normalization, state round trips."""
+"""RunningMeanStd: exact merges, normalization, state round trips."""
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from neuroloop.training.normalization import RewardScaler, RunningMeanStd
+from neuroloop.training.normalization import RunningMeanStd
 
 EXACT = 1e-12
 EPSILON = 1e-8
@@ -96,60 +95,3 @@ def test_shape_errors() -> None:
 
 
 # Two worlds, gamma 0.5; world 0 restarts at step 3.
-GAMMA = 0.5
-REWARDS = np.array([[0.0, 0.0], [1.0, 2.0], [1.0, 0.0], [0.0, 4.0]])
-STARTS = np.array([[True, True], [False, False], [False, False], [True, False]])
-# Discounted returns per step (not counted at episode starts) and the statistics after it:
-# step 1: {1, 2}                  -> var 0.25
-# step 2: {1, 2, 1.5, 1}          -> mean 1.375, var 0.171875
-# step 3: {1, 2, 1.5, 1, 4.5}     -> mean 2, var 1.7
-SCALED = np.array(
-    [
-        [0.0, 0.0],
-        [1.0 / np.sqrt(0.25 + EPSILON), 2.0 / np.sqrt(0.25 + EPSILON)],
-        [1.0 / np.sqrt(0.171875 + EPSILON), 0.0],
-        [0.0, 4.0 / np.sqrt(1.7 + EPSILON)],
-    ]
-)
-
-
-def test_reward_scaler_on_a_known_sequence() -> None:
-    scaler = RewardScaler(2, gamma=GAMMA)
-    np.testing.assert_allclose(scaler.scale(REWARDS, STARTS), SCALED, rtol=EXACT)
-    np.testing.assert_allclose(scaler.returns, [0.0, 4.5], rtol=EXACT)
-    assert scaler.return_rms.count == 5
-    np.testing.assert_allclose(scaler.return_rms.var, 1.7, rtol=EXACT)
-
-    clipped = RewardScaler(2, gamma=GAMMA, clip=3.0).scale(REWARDS, STARTS)
-    np.testing.assert_allclose(clipped, np.clip(SCALED, -3.0, 3.0), rtol=EXACT)
-
-
-def test_reward_scalers_merge_and_round_trip(tmp_path: Path) -> None:
-    rng = np.random.default_rng(1)
-    rewards = rng.normal(size=(20, 4))
-    starts = rng.uniform(size=(20, 4)) < 0.2
-    single = RewardScaler(4, gamma=0.9)
-    single.scale(rewards, starts)
-    left, right = RewardScaler(2, gamma=0.9), RewardScaler(2, gamma=0.9)
-    left.scale(rewards[:, :2], starts[:, :2])
-    right.scale(rewards[:, 2:], starts[:, 2:])
-    left.merge(right)
-    assert left.return_rms.count == single.return_rms.count
-    np.testing.assert_allclose(left.return_rms.mean, single.return_rms.mean, atol=EXACT)
-    np.testing.assert_allclose(left.return_rms.var, single.return_rms.var, rtol=EXACT)
-
-    path = tmp_path / "scaler.npz"
-    np.savez(path, **single.state())
-    with np.load(path) as stored:
-        from_npz = RewardScaler.from_state(dict(stored))
-    from_json = RewardScaler.from_state(json.loads(json.dumps(single.state())))
-    expected_next = copy.deepcopy(single).step(rewards[0], starts[0])
-    for restored in (from_npz, from_json):
-        np.testing.assert_array_equal(restored.returns, single.returns)
-        assert restored.state() == single.state()
-        np.testing.assert_array_equal(restored.step(rewards[0], starts[0]), expected_next)
-
-    with pytest.raises(ValueError, match="same gamma"):
-        left.merge(RewardScaler(2, gamma=0.5))
-    with pytest.raises(ValueError, match=r"expected rewards and episode_start of shape \(4,\)"):
-        single.step(rewards[0, :2], starts[0, :2])

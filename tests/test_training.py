@@ -158,3 +158,9 @@ def test_pendulum_learns(tmp_path: Path) -> None:
     ]
     early, late = np.mean(returns[:3]), np.mean(returns[-3:])
     assert late > early + 300, (early, late)
+
+
+def test_a_recipe_naming_a_missing_brain_engine_says_so() -> None:
+    recipe = load_recipe(PENDULUM, ["BrainEngine=brian"])
+    with pytest.raises(ConfigError, match="BrainEngine: expected the name of a keras_brain"):
+        recipe.simulation_config()

@@ -164,6 +164,7 @@ class HandTaskLoop:
         summary = self.episodes.record.summary()
         report["episodes"] = summary["episodes"]
         if summary["episodes"]:
+            report["recent_episodes"] = summary["recent"]
             report[self.task.metric] = summary["mean_metric"]
             report[f"{self.task.metric}_std"] = summary["std_metric"]
             report["mean_return"] = summary["mean_return"]

@@ -2,10 +2,11 @@
 
 A checkpoint is one ``.npz`` archive: the brain's weights (``joint.get_weights()``, which
 include the observation normalization layers), the optimizer's variables, the running
-statistics (observation and return normalizers, with their counts), the minibatch
-generator's state, counters, and the resolved recipe as JSON. It is written to a temporary
-file in the same folder and moved into place with ``os.replace``, so a run killed at any
-moment leaves either the old or the new checkpoint, never half of one. Nothing is pickled.
+statistics (observation and return normalizers, with their counts), counters, and the
+resolved recipe as JSON (minibatch order is derived from the seed, rank and cycle). It is
+written to a temporary file in the same folder and moved into place with ``os.replace``,
+so a run killed at any moment leaves either the old or the new checkpoint, never half of
+one. Nothing is pickled.
 """
 
 from __future__ import annotations
@@ -41,8 +42,6 @@ class TrainingState:
     """The optimizer's variables, in ``optimizer.variables`` order."""
     statistics: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Running statistics by name (``RunningMeanStd.state()``): observations, returns."""
-    rng: dict[str, Any] = field(default_factory=dict)
-    """``numpy.random.Generator.bit_generator.state`` of the minibatch sampler."""
     recipe: dict[str, Any] = field(default_factory=dict)
     """The resolved recipe."""
 
@@ -56,7 +55,6 @@ def save_checkpoint(path: Path, state: TrainingState) -> None:
         "best_return": state.best_return,
         "n_weights": len(state.weights),
         "n_optimizer": len(state.optimizer),
-        "rng": state.rng,
         "recipe": state.recipe,
     }
     arrays: dict[str, np.ndarray] = {_META: np.array(json.dumps(meta))}
@@ -89,7 +87,6 @@ def load_checkpoint(path: Path) -> TrainingState:
             weights=[archive[f"weight_{i:04d}"] for i in range(meta["n_weights"])],
             optimizer=[archive[f"optimizer_{i:04d}"] for i in range(meta["n_optimizer"])],
             statistics=_statistics(archive),
-            rng=meta["rng"],
             recipe=meta["recipe"],
         )
 

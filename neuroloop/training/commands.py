@@ -70,14 +70,18 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
         raise UsageError(f"--workers: expected at least 1. Received: {args.workers}")
     if args.workers > 1 and not under_mpiexec():
         return _relaunch_under_mpiexec(args.workers)
+    from neuroloop.training.checkpoint import LATEST
     from neuroloop.training.mpi import get_communicator
     from neuroloop.training.recipe import load_recipe
-    from neuroloop.training.trainer import RECIPE_FILE, Trainer
+    from neuroloop.training.trainer import CHECKPOINTS, RECIPE_FILE, Trainer
 
     if args.resume is not None:
         recipe_path = args.resume / RECIPE_FILE
         if not recipe_path.is_file():
             raise UsageError(f"--resume {args.resume}: expected a run directory with {RECIPE_FILE}")
+        if not (args.resume / CHECKPOINTS / LATEST).is_file():
+            # Killed before its first checkpoint: nothing to continue, so start it afresh.
+            args.resume, args.run_dir = None, args.resume
     elif args.recipe is None:
         raise UsageError("train: expected a recipe file or --resume RUN_DIR")
     else:

@@ -85,6 +85,8 @@ def evaluate(
     metric = recipe.metric
     if isinstance(status.get(metric), int | float) and f"{metric}_std" in status:
         result[metric] = confidence_interval(
-            float(status[metric]), float(status[f"{metric}_std"]), int(status["episodes"])
+            float(status[metric]),
+            float(status[f"{metric}_std"]),
+            int(status.get("recent_episodes", status["episodes"])),
         )
     return result

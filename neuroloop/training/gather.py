@@ -133,7 +133,6 @@ class Gatherer:
         self._last: _Step | None = None
         self._state: np.ndarray | None = None
         self._weights: np.ndarray | None = None
-        self.env_steps = 0
 
     def push_weights(self, flat: np.ndarray) -> None:
         """Have the brain use these weights (``flat_weights`` layout) from the next gather on."""
@@ -181,7 +180,6 @@ class Gatherer:
             self._state = np.zeros_like(state_after)
         state_before = np.where(episode_start[:, None], 0.0, self._state).astype(np.float32)
         self._state = state_after
-        self.env_steps += worlds
         step = _Step(
             observations=observations,
             episode_start=episode_start,
@@ -205,7 +203,9 @@ class Gatherer:
         store = self.simulation.loop.store
         datapack = store.preprocessed.get(identifier) or store.engine.get(identifier)
         if datapack is None or datapack.data is None:
-            if identifier not in self.simulation.loop.requested.get(identifier.engine_name, []):
+            if identifier.name not in self.simulation.loop.requested.get(
+                identifier.engine_name, []
+            ):
                 self.simulation.loop.request(identifier.engine_name, [identifier.name])
             value = self.simulation.datapack(identifier.name, identifier.engine_name)
         else:

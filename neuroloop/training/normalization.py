@@ -2,9 +2,9 @@
 
 ``RunningMeanStd`` keeps the exact mean and (population) variance of everything it has
 seen, in float64, for any per-sample shape; two of them merge exactly (Chan, Golub & LeVeque
-1979), so ranks can combine what each gathered. ``RewardScaler`` divides rewards by the
-running standard deviation of the per-world discounted return (OpenAI baselines'
-``VecNormalize``, gymnasium's ``NormalizeReward`` as CleanRL uses it).
+1979), so ranks can combine what each gathered. The trainer keeps one of the per-world
+discounted return too, and divides rewards by its standard deviation (as OpenAI baselines'
+``VecNormalize`` and gymnasium's ``NormalizeReward`` do), clipped to ``REWARD_CLIP``.
 
 Merging across ranks: merge only statistics of *disjoint* data. The usual pattern is a
 shared ``RunningMeanStd`` that every rank holds identically, plus a fresh one per rank and
@@ -30,22 +30,9 @@ NORMALIZATION_EPSILON = 1e-8
 """Added to the variance before taking its square root."""
 REWARD_CLIP = 10.0
 """Scaled rewards are clipped to ``[-clip, clip]`` (baselines' ``cliprew``, CleanRL)."""
-DEFAULT_GAMMA = 0.99
-"""Discount of the return whose spread scales rewards; use the training's gamma."""
 
 STATE_KEYS = ("shape", "mean", "var", "count")
 """Keys of ``RunningMeanStd.state()``."""
-REWARD_STATE_KEYS = (
-    "gamma",
-    "epsilon",
-    "clip",
-    "returns",
-    "return_mean",
-    "return_var",
-    "return_count",
-)
-"""Keys of ``RewardScaler.state()`` (flat, so ``np.savez(**state)`` stores it)."""
-_TIME_MAJOR_RANK = 2
 
 
 def _missing_keys(state: Mapping[str, Any], keys: Sequence[str], owner: str) -> None:
@@ -213,158 +200,3 @@ class RunningMeanStd:
 
     def __repr__(self) -> str:
         return f"RunningMeanStd(shape={self.shape}, count={self._count})"
-
-
-class RewardScaler:
-    """Scale rewards by the running std of each world's discounted return.
-
-    Per step and world: ``ret = 0 if episode_start else gamma * ret``, then
-    ``ret += reward``; the statistics are updated with the ``ret`` of worlds not at an
-    episode's first observation (whose reward is 0 by convention and belongs to no
-    transition), and the step returns ``clip(reward / sqrt(var + epsilon), -clip, clip)``
-    with the updated variance. The mean is not subtracted: the sign of rewards is kept.
-
-    Args:
-        n_worlds: Number of worlds ``B`` (one running return each).
-        gamma: Discount factor of the return, in ``[0, 1]``.
-        epsilon: Added to the variance, > 0.
-        clip: Bound of the scaled rewards' magnitude, > 0.
-
-    Raises:
-        ValueError: If an argument is out of range.
-    """
-
-    def __init__(
-        self,
-        n_worlds: int,
-        gamma: float = DEFAULT_GAMMA,
-        epsilon: float = NORMALIZATION_EPSILON,
-        clip: float = REWARD_CLIP,
-    ) -> None:
-        if isinstance(n_worlds, bool) or not isinstance(n_worlds, int) or n_worlds < 1:
-            raise ValueError(
-                f"RewardScaler: `n_worlds` must be a positive int. Received: n_worlds={n_worlds!r}"
-            )
-        if not 0.0 <= gamma <= 1.0 or not epsilon > 0 or not clip > 0:
-            raise ValueError(
-                "RewardScaler: expected 0 <= gamma <= 1, epsilon > 0 and clip > 0. "
-                f"Received: gamma={gamma!r}, epsilon={epsilon!r}, clip={clip!r}"
-            )
-        self.gamma = float(gamma)
-        self.epsilon = float(epsilon)
-        self.clip = float(clip)
-        self.returns = np.zeros(n_worlds, STATISTICS_DTYPE)
-        """Running discounted return of each world ``[B]``."""
-        self.return_rms = RunningMeanStd(())
-        """Statistics of the discounted returns (mergeable across ranks)."""
-
-    @property
-    def n_worlds(self) -> int:
-        """Number of worlds ``B``."""
-        return int(self.returns.shape[0])
-
-    def step(self, rewards: Any, episode_start: Any) -> np.ndarray:
-        """Scale one step of rewards, updating the returns and their statistics.
-
-        Args:
-            rewards: ``[B]`` rewards received on arriving at this step's observations.
-            episode_start: ``[B]`` bool: the observation is the first of an episode.
-
-        Returns:
-            ``[B]`` scaled rewards (float64).
-
-        Raises:
-            ValueError: If a shape is not ``[B]``.
-        """
-        reward = np.asarray(rewards, dtype=STATISTICS_DTYPE)
-        start = np.asarray(episode_start, dtype=bool)
-        if reward.shape != self.returns.shape or start.shape != self.returns.shape:
-            raise ValueError(
-                f"RewardScaler.step: expected rewards and episode_start of shape "
-                f"{self.returns.shape}. Received: rewards.shape={reward.shape}, "
-                f"episode_start.shape={start.shape}"
-            )
-        self.returns = np.where(start, 0.0, self.gamma * self.returns) + reward
-        self.return_rms.update(self.returns[~start])
-        scaled = reward / np.sqrt(self.return_rms.var + self.epsilon)
-        return np.clip(scaled, -self.clip, self.clip)
-
-    def scale(self, rewards: Any, episode_start: Any) -> np.ndarray:
-        """Scale a time-major sequence of steps, in order (``step`` per time index).
-
-        Args:
-            rewards: ``[T, B]`` rewards.
-            episode_start: ``[T, B]`` bool.
-
-        Returns:
-            ``[T, B]`` scaled rewards (float64).
-
-        Raises:
-            ValueError: If the shapes are not ``[T, B]``.
-        """
-        reward = np.asarray(rewards, dtype=STATISTICS_DTYPE)
-        start = np.asarray(episode_start, dtype=bool)
-        if reward.ndim != _TIME_MAJOR_RANK or start.shape != reward.shape:
-            raise ValueError(
-                f"RewardScaler.scale: expected rewards and episode_start of one shape "
-                f"[T, {self.n_worlds}]. Received: rewards.shape={reward.shape}, "
-                f"episode_start.shape={start.shape}"
-            )
-        return np.stack([self.step(reward[t], start[t]) for t in range(reward.shape[0])])
-
-    def merge(self, other: RewardScaler) -> None:
-        """Merge the return statistics of ``other`` (disjoint samples); returns stay local.
-
-        Args:
-            other: A scaler of the same ``gamma``.
-
-        Raises:
-            ValueError: If ``gamma`` differs.
-        """
-        if other.gamma != self.gamma:
-            raise ValueError(
-                "RewardScaler.merge: expected scalers of the same gamma. "
-                f"Received: {self.gamma} and {other.gamma}"
-            )
-        self.return_rms.merge(other.return_rms)
-
-    def state(self) -> dict[str, Any]:
-        """Plain-data state: settings, per-world returns, return statistics (flat keys)."""
-        return {
-            "gamma": self.gamma,
-            "epsilon": self.epsilon,
-            "clip": self.clip,
-            "returns": self.returns.tolist(),
-            "return_mean": float(self.return_rms.mean),
-            "return_var": float(self.return_rms.var),
-            "return_count": self.return_rms.count,
-        }
-
-    @classmethod
-    def from_state(cls, state: Mapping[str, Any]) -> RewardScaler:
-        """Rebuild a scaler from ``state()``.
-
-        Args:
-            state: A mapping with the keys ``REWARD_STATE_KEYS``.
-
-        Raises:
-            ValueError: If a key is missing or a value is invalid.
-        """
-        _missing_keys(state, REWARD_STATE_KEYS, "RewardScaler")
-        returns = np.asarray(state["returns"], dtype=STATISTICS_DTYPE).reshape(-1)
-        scaler = cls(
-            int(returns.shape[0]),
-            gamma=float(np.asarray(state["gamma"])),
-            epsilon=float(np.asarray(state["epsilon"])),
-            clip=float(np.asarray(state["clip"])),
-        )
-        scaler.returns = returns
-        scaler.return_rms = RunningMeanStd.from_state(
-            {
-                "shape": [],
-                "mean": state["return_mean"],
-                "var": state["return_var"],
-                "count": state["return_count"],
-            }
-        )
-        return scaler

@@ -108,13 +108,13 @@ class Recipe:
             brain_settings: More EngineExtraConfigs for the brain (e.g. Deterministic).
         """
         plain = load_config(self.simulation, self.simulation_overrides)
-        brain = plain.engine(self.brain_engine)
-        if brain.type != "keras_brain":
+        types = {engine.name: engine.type for engine in plain.engines}
+        if types.get(self.brain_engine) != "keras_brain":
             raise ConfigError(
                 str(self.path),
                 "BrainEngine",
                 f"the name of a keras_brain engine in {self.simulation.name}",
-                f"BrainEngine={self.brain_engine!r} (EngineType {brain.type})",
+                f"BrainEngine={self.brain_engine!r} (engines: {types})",
             )
         select = f"EngineConfigs.EngineName:{self.brain_engine}.EngineExtraConfigs"
         extra = {

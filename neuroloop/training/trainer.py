@@ -11,7 +11,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +33,11 @@ from neuroloop.training.gather import Gatherer, Rollout, TrainingSignals
 from neuroloop.training.losses import ppo_loss
 from neuroloop.training.monitor import Monitor, peak_memory_mib
 from neuroloop.training.mpi import Communicator, get_communicator
-from neuroloop.training.normalization import RunningMeanStd
+from neuroloop.training.normalization import (
+    NORMALIZATION_EPSILON,
+    REWARD_CLIP,
+    RunningMeanStd,
+)
 from neuroloop.training.recipe import Recipe
 from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
 from neuroloop.training.weights import assign_flat_weights, flat_weights
@@ -43,18 +46,9 @@ CHECKPOINTS = "checkpoints"
 RECIPE_FILE = "recipe.json"
 RETURNS = "returns"
 """Name of the discounted-return statistics in checkpoints."""
-REWARD_EPSILON = 1e-8
-REWARD_CLIP = 10.0
 SEED_STRIDE = 1_000_003
 """Cycle seeds are ``seed * SEED_STRIDE + cycle * ranks + rank``: distinct per cycle and rank."""
 VISION = "vision"
-
-
-@dataclass(frozen=True)
-class CycleResult:
-    """What one cycle reports (also the monitor's JSON line)."""
-
-    record: dict[str, Any]
 
 
 def cycle_seed(seed: int, cycle: int, rank: int, ranks: int) -> int:
@@ -158,7 +152,6 @@ class Trainer:
             if name != VISION and recipe.normalize_observations
         }
         self.statistics[RETURNS] = RunningMeanStd(())
-        self.rng = np.random.default_rng([recipe.seed, self.comm.rank])
         self.cycle = 0
         self.env_steps = 0
         self.best_return = -math.inf
@@ -189,7 +182,8 @@ class Trainer:
             )
         monitor = Monitor(self.run_dir, total, self.quiet) if self.comm.is_root else None
         simulation = Simulation(self.config, echo_engine_output=self.echo_engine_output)
-        with simulation, self.comm.abort_on_error():
+        # abort_on_error outermost: a failing rank closes its simulation, then aborts the job.
+        with self.comm.abort_on_error(), simulation:
             reward, terminated, truncated = self.recipe.signals
             gatherer = Gatherer(
                 simulation, TrainingSignals(self.recipe.brain_engine, reward, terminated, truncated)
@@ -198,8 +192,8 @@ class Trainer:
                 record = self.run_cycle(gatherer, simulation)
                 records.append(record)
                 if monitor is not None:
+                    self._checkpoint(record)  # first: a kill between the two repeats no line
                     monitor.log(record)
-                    self._checkpoint(record)
                 if between_cycles is not None:
                     between_cycles()
         return records
@@ -287,7 +281,7 @@ class Trainer:
         stats = self.statistics[RETURNS]
         returns = discounted_returns(rollout.rewards, rollout.episode_start, self.recipe.ppo.gamma)
         merge_batch(self.comm, stats, returns[~rollout.episode_start])
-        scaled = rollout.rewards / np.sqrt(stats.var + REWARD_EPSILON)
+        scaled = rollout.rewards / np.sqrt(stats.var + NORMALIZATION_EPSILON)
         return np.clip(scaled, -REWARD_CLIP, REWARD_CLIP)
 
     def _chunks(
@@ -323,10 +317,12 @@ class Trainer:
     def _optimize(self, chunks: Chunks) -> dict[str, float]:
         ppo = self.recipe.ppo
         n_minibatches = min(ppo.minibatches, chunks.n_chunks)
+        # Derived, not carried: every rank, resumed or not, draws the same minibatches.
+        rng = np.random.default_rng([self.recipe.seed, self.comm.rank, self.cycle])
         sums: dict[str, float] = {}
         count = 0
         for _ in range(ppo.epochs):
-            for indices in minibatches(chunks, n_minibatches, self.rng):
+            for indices in minibatches(chunks, n_minibatches, rng):
                 loss, metrics, gradients = self._gradients(chunks, indices)
                 averaged = self.comm.allreduce_mean([np.asarray(g) for g in gradients])
                 norm = self._compiled_apply([tf.convert_to_tensor(g) for g in averaged])
@@ -417,7 +413,6 @@ class Trainer:
             weights=self.brain.joint.get_weights(),
             optimizer=[np.asarray(v) for v in self.optimizer.variables],
             statistics={name: stats.state() for name, stats in self.statistics.items()},
-            rng=_jsonable(self.rng.bit_generator.state),
             recipe=dict(self.recipe.document),
         )
 
@@ -427,7 +422,6 @@ class Trainer:
             variable.assign(value)
         for name, saved in state.statistics.items():
             self.statistics[name] = RunningMeanStd.from_state(saved)
-        self.rng.bit_generator.state = state.rng
         self.cycle = state.cycle
         self.env_steps = state.env_steps
         self.best_return = state.best_return
@@ -435,10 +429,12 @@ class Trainer:
     def _checkpoint(self, record: Mapping[str, Any]) -> None:
         folder = self.run_dir / CHECKPOINTS
         mean_return = record["mean_return"]
-        if math.isfinite(mean_return) and mean_return > self.best_return:
+        best = math.isfinite(mean_return) and mean_return > self.best_return
+        if best:
             self.best_return = mean_return
-            save_checkpoint(folder / BEST, self._state())
         state = self._state()
+        if best:
+            save_checkpoint(folder / BEST, state)
         save_checkpoint(folder / LATEST, state)
         if self.cycle % self.recipe.checkpoint_every == 0:
             save_checkpoint(folder / PERIODIC.format(cycle=self.cycle), state)
@@ -448,7 +444,3 @@ def _number(value: Any) -> float:
     return (
         float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
     )
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=int))
