@@ -26,8 +26,9 @@ from typing import Any
 import gymnasium
 import numpy as np
 
+from neuroloop.config import seconds_to_ns
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine
+from neuroloop.engine import Engine, extra_configs
 
 NS_PER_S = 1_000_000_000
 OUTPUTS = ("observation", "reward", "terminated", "truncated", "episode_return", "episode")
@@ -41,13 +42,7 @@ class GymnasiumEngine(Engine):
     env: gymnasium.Env[Any, Any]
 
     def initialize(self, config: Mapping[str, Any]) -> None:
-        extra = config.get("EngineExtraConfigs", {})
-        unknown = sorted(set(extra) - set(EXTRA_CONFIG_KEYS))
-        if unknown:
-            raise ValueError(
-                f"[{self.name}] EngineExtraConfigs: expected keys among {list(EXTRA_CONFIG_KEYS)}. "
-                f"Received: {unknown}"
-            )
+        extra = extra_configs(config, EXTRA_CONFIG_KEYS, f"[{self.name}] initialize")
         if extra.get("Worlds", 1) != 1:
             raise ValueError(
                 f"[{self.name}] EngineExtraConfigs.Worlds: expected 1 (one environment per "
@@ -65,7 +60,7 @@ class GymnasiumEngine(Engine):
             raise ValueError(f"[{self.name}] EngineExtraConfigs.EnvId: {error}") from None
         dt = getattr(self.env.unwrapped, "dt", None)
         self.dt_ns = round(dt * NS_PER_S) if dt is not None else None
-        self._frames(round(float(config.get("EngineTimestep", 0)) * NS_PER_S))
+        self._frames(seconds_to_ns(config.get("EngineTimestep", 0), "EngineTimestep"))
         self.action_space = self.env.action_space
         self.action = np.zeros(
             self.action_space.shape or (), dtype=self.action_space.dtype or np.float32

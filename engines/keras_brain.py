@@ -106,7 +106,7 @@ import tensorflow as tf
 import brains  # registers the built-in brains
 from brains.registry import Brain, build_brain
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine
+from neuroloop.engine import Engine, extra_configs
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES
 from neuroloop.training.distributions import get_distribution
 from neuroloop.training.weights import assign_flat_weights, flat_weights
@@ -295,17 +295,7 @@ class KerasBrainEngine(Engine):
                 or the weights file is missing or does not fit the brain.
         """
         context = f"[{self.name}] initialize"
-        extra = config.get("EngineExtraConfigs") or {}
-        if not isinstance(extra, Mapping):
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs to be an object. Received: {extra!r}"
-            )
-        unknown = sorted(set(extra) - set(EXTRA_CONFIG_KEYS))
-        if unknown:
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs keys among {list(EXTRA_CONFIG_KEYS)}. "
-                f"Received: {unknown}"
-            )
+        extra = extra_configs(config, EXTRA_CONFIG_KEYS, context)
         missing = [key for key in REQUIRED_KEYS if key not in extra]
         if missing:
             raise ValueError(

@@ -89,7 +89,7 @@ except (AttributeError, ImportError) as _gl_error:  # MUJOCO_GL names a missing 
     ) from _gl_error
 
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine
+from neuroloop.engine import Engine, extra_configs
 from neuroloop.errors import EngineError
 
 NS_PER_SECOND = 1_000_000_000
@@ -270,17 +270,7 @@ class MujocoEngine(Engine):
             EngineError: If a camera is configured and no OpenGL backend is usable.
         """
         context = f"[{self.name}] initialize"
-        extra = config.get("EngineExtraConfigs") or {}
-        if not isinstance(extra, Mapping):
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs to be an object. Received: {extra!r}"
-            )
-        unknown = sorted(set(extra) - set(EXTRA_CONFIG_KEYS))
-        if unknown:
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs keys among {list(EXTRA_CONFIG_KEYS)}. "
-                f"Received: {unknown}"
-            )
+        extra = extra_configs(config, EXTRA_CONFIG_KEYS, context)
         path = self._model_path(config, extra, context)
         try:
             model = mujoco.MjModel.from_xml_path(str(path))

@@ -294,6 +294,10 @@ class DataPackStore:
             datapack.mark_updated(True)
             self.engine[datapack.id] = datapack
 
+    def latest(self, identifier: DataPackIdentifier) -> DataPack | None:
+        """The latest datapack ``identifier``: a preprocessed one first, else an engine's."""
+        return self.preprocessed.get(identifier) or self.engine.get(identifier)
+
     def clear_updated(self) -> None:
         for datapack in self.engine.values():
             datapack.mark_updated(False)

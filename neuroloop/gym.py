@@ -30,15 +30,13 @@ import numpy as np
 from neuroloop.config import load_config
 from neuroloop.datapack import DataPackIdentifier, DataPackValue
 from neuroloop.simulation import Simulation
+from neuroloop.training.distributions import DEFAULT_N_BINS
+from neuroloop.training.gather import REWARD, TERMINATED, TRUNCATED
 
 ACTION = "action"
 BRAIN_TYPE = "keras_brain"
 VALUE_ONLY_MODALITIES = ("asymmetric",)
 """Modalities the value network sees in training, never the policy: not observed."""
-DEFAULT_BINS = 11
-REWARD = DataPackIdentifier("reward", "physics")
-TERMINATED = DataPackIdentifier("terminated", "physics")
-TRUNCATED = DataPackIdentifier("truncated", "physics")
 
 
 class _AgentStep:
@@ -193,8 +191,7 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         return {name: np.asarray(inputs[name], dtype=np.float32)[0] for name in self._modalities}
 
     def _scalar(self, identifier: DataPackIdentifier) -> Any:
-        store = self._simulation.loop.store
-        datapack = store.preprocessed.get(identifier) or store.engine.get(identifier)
+        datapack = self._simulation.loop.store.latest(identifier)
         if datapack is None or datapack.data is None:
             raise ValueError(
                 f"datapack {identifier}: expected the config's functions to produce it. "
@@ -210,5 +207,5 @@ def _action_space(extra: Mapping[str, Any]) -> gymnasium.spaces.Space[np.ndarray
         return gymnasium.spaces.Box(0.0, 1.0, (action_dim,), np.float32)
     if distribution == "gaussian":
         return gymnasium.spaces.Box(-np.inf, np.inf, (action_dim,), np.float32)
-    bins = int(extra.get("DistributionOptions", {}).get("n_bins", DEFAULT_BINS))
+    bins = int(extra.get("DistributionOptions", {}).get("n_bins", DEFAULT_N_BINS))
     return gymnasium.spaces.MultiDiscrete(np.full(action_dim, bins))

@@ -200,8 +200,7 @@ class Gatherer:
         return self._last.terminated | self._last.truncated
 
     def _signal(self, identifier: DataPackIdentifier, worlds: int) -> np.ndarray:
-        store = self.simulation.loop.store
-        datapack = store.preprocessed.get(identifier) or store.engine.get(identifier)
+        datapack = self.simulation.loop.store.latest(identifier)
         if datapack is None or datapack.data is None:
             if identifier.name not in self.simulation.loop.requested.get(
                 identifier.engine_name, []
