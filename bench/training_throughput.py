@@ -41,9 +41,9 @@ steps/s with a recurrent brain on its reach task on this kind of machine (eager 
 one environment at a time); AngoraPy is not run here. The second target: optimization
 samples/s grows with the minibatch size (sequences are batched, not fed one at a time).
 
-Defaults (4 cycles of 16 worlds x 128 steps, 3 repeats of 4 minibatch counts) take a few
-minutes on two cores. Other processes on the machine slow every case; the 1-minute load
-average is printed before and after each case.
+Defaults (4 cycles of the reach recipe's worlds x horizon, 3 repeats of 4 minibatch
+counts) take a few minutes on two cores. Other processes on the machine slow every case;
+the 1-minute load average is printed before and after each case.
 """
 
 from __future__ import annotations

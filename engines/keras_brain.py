@@ -109,7 +109,7 @@ from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine, extra_configs
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES
 from neuroloop.training.distributions import get_distribution
-from neuroloop.training.weights import assign_flat_weights, flat_weights
+from neuroloop.training.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
 
 EXTRA_CONFIG_KEYS = (
     "Brain",
@@ -138,8 +138,6 @@ DEFAULT_WORLDS = 1
 DEFAULT_THREADS = 1
 """TensorFlow intra- and inter-op threads when ``Threads`` is not given."""
 
-WEIGHTS_SUFFIX = ".weights.h5"
-"""File name ending Keras requires of ``save_weights`` / ``load_weights`` files."""
 
 RNG_ALGORITHM = "philox"
 """Algorithm of the sampler's ``tf.random.Generator`` (fixed, so reseeding keeps its shape)."""

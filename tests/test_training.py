@@ -1,4 +1,4 @@
-"""Training end to end: neuroloop train / evaluate / plot on Pendulum-v1, resume, recipes."""
+"""Training end to end: neuroloop train / evaluate / export / plot on Pendulum-v1, resume, recipes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engines.keras_brain import KerasBrainEngine
 from neuroloop.errors import ConfigError
 from neuroloop.training.checkpoint import load_checkpoint
 from neuroloop.training.recipe import load_recipe
@@ -102,6 +103,30 @@ def test_plot_and_evaluate(two_cycles: Path, tmp_path: Path) -> None:
     mean = float(line.split()[1])
     assert -2000 < mean < 0  # a Pendulum-v1 episode's return
     assert "95% CI, 1 episodes" in line
+
+
+def test_exported_weights_load_into_a_brain_engine_unchanged(
+    two_cycles: Path, tmp_path: Path
+) -> None:
+    output = tmp_path / "exported" / "pendulum.weights.h5"
+    exported = neuroloop("export", two_cycles, "--checkpoint", "latest", "--output", output)
+    assert exported.returncode == 0, exported.stderr
+    recipe = load_recipe(two_cycles / "recipe.json")
+    section = recipe.simulation_config().engine(recipe.brain_engine)
+    brain = KerasBrainEngine(recipe.brain_engine)
+    brain.initialize(
+        {**section.section, "EngineExtraConfigs": {**section.extra, "Weights": str(output)}}
+    )
+    expected = load_checkpoint(two_cycles / "checkpoints" / "latest.npz").flat_weights()
+    np.testing.assert_array_equal(brain.get_datapack("weights"), expected)
+    brain.shutdown()
+
+
+def test_export_names_a_bad_output_file(two_cycles: Path, tmp_path: Path) -> None:
+    result = neuroloop("export", two_cycles, "--output", tmp_path / "brain.h5")
+    assert result.returncode == 2
+    assert "expected a file name ending in .weights.h5" in result.stderr
+    assert not (tmp_path / "brain.h5").exists()
 
 
 def test_evaluate_without_finished_episodes_says_so(two_cycles: Path) -> None:

@@ -45,6 +45,10 @@ class TrainingState:
     recipe: dict[str, Any] = field(default_factory=dict)
     """The resolved recipe."""
 
+    def flat_weights(self) -> np.ndarray:
+        """``weights`` as one flat float32 vector (the ``weights`` datapack layout)."""
+        return np.concatenate([np.ravel(w) for w in self.weights]).astype(np.float32)
+
 
 def save_checkpoint(path: Path, state: TrainingState) -> None:
     """Write ``state`` to ``path`` atomically."""

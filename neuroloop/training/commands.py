@@ -1,4 +1,4 @@
-"""``neuroloop train``, ``neuroloop evaluate`` and ``neuroloop plot``."""
+"""``neuroloop train``, ``neuroloop evaluate``, ``neuroloop export`` and ``neuroloop plot``."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def add_commands(
     commands: argparse._SubParsersAction,
     between_cycles: Callable[[], None],
 ) -> None:
-    """Add train, evaluate and plot to the ``neuroloop`` command.
+    """Add train, evaluate, export and plot to the ``neuroloop`` command.
 
     Args:
         commands: The ``neuroloop`` command's subparsers.
@@ -54,6 +54,14 @@ def add_commands(
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     evaluate.add_argument("--horizon", type=int, help="control steps per gathering")
     evaluate.set_defaults(handler=_evaluate)
+
+    export = commands.add_parser(
+        "export", help="write a run's brain to a .weights.h5 file for EngineExtraConfigs.Weights"
+    )
+    export.add_argument("run_dir", type=Path, help="a training run directory")
+    export.add_argument("--output", type=Path, required=True, help="the .weights.h5 file")
+    export.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    export.set_defaults(handler=_export)
 
     plot = commands.add_parser("plot", help="plot learning curves of runs into a PNG")
     plot.add_argument("run_dirs", type=Path, nargs="+", help="training run directories")
@@ -133,6 +141,14 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from neuroloop.training.export import export_weights
+
+    output = export_weights(args.run_dir, args.output, args.checkpoint)
+    print(f"wrote {output} ({args.checkpoint} checkpoint of {args.run_dir})")
     return 0
 
 

@@ -9,9 +9,9 @@ import numpy as np
 
 from neuroloop.errors import UsageError
 from neuroloop.simulation import Simulation
-from neuroloop.training.checkpoint import BEST, LATEST, load_checkpoint
+from neuroloop.training.checkpoint import BEST, LATEST, TrainingState, load_checkpoint
 from neuroloop.training.gather import Gatherer, TrainingSignals
-from neuroloop.training.recipe import load_recipe
+from neuroloop.training.recipe import Recipe, load_recipe
 from neuroloop.training.trainer import CHECKPOINTS, RECIPE_FILE, episode_statistics
 
 Z_95 = 1.959964
@@ -26,6 +26,23 @@ def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float, 
     """``(mean, half-width of the normal-approximation 95% interval, n)``."""
     half = Z_95 * std / math.sqrt(n) if n > 1 else math.inf
     return mean, half, n
+
+
+def load_run(run_dir: Path, which: str, command: str) -> tuple[Recipe, TrainingState]:
+    """The recipe and the ``"best"`` or ``"latest"`` checkpoint of training run ``run_dir``.
+
+    Raises:
+        UsageError: If ``run_dir`` lacks the recipe or that checkpoint (``command`` is named
+            in the message).
+    """
+    recipe_path = run_dir / RECIPE_FILE
+    checkpoint = run_dir / CHECKPOINTS / (BEST if which == "best" else LATEST)
+    if not recipe_path.is_file() or not checkpoint.is_file():
+        raise UsageError(
+            f"{command} {run_dir}: expected a training run with {RECIPE_FILE} and "
+            f"{CHECKPOINTS}/{checkpoint.name}"
+        )
+    return load_recipe(recipe_path), load_checkpoint(checkpoint)
 
 
 def evaluate(
@@ -49,17 +66,9 @@ def evaluate(
         ``{"return": (mean, half_width, n), METRIC: (...)}``; the task metric when the
         simulation's status function reports it with its standard deviation.
     """
-    recipe_path = run_dir / RECIPE_FILE
-    checkpoint = run_dir / CHECKPOINTS / (BEST if which == "best" else LATEST)
-    if not recipe_path.is_file() or not checkpoint.is_file():
-        raise UsageError(
-            f"evaluate {run_dir}: expected a training run with {RECIPE_FILE} and "
-            f"{CHECKPOINTS}/{checkpoint.name}"
-        )
-    recipe = load_recipe(recipe_path)
+    recipe, state = load_run(run_dir, which, "evaluate")
     config = recipe.simulation_config(brain_settings={"Deterministic": deterministic})
-    state = load_checkpoint(checkpoint)
-    flat = np.concatenate([np.ravel(w) for w in state.weights]).astype(np.float32)
+    flat = state.flat_weights()
     returns: list[float] = []
     with Simulation(config, echo_engine_output=False) as simulation:
         gatherer = Gatherer(simulation, TrainingSignals(recipe.brain_engine, *recipe.signals))

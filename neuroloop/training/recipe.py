@@ -123,6 +123,10 @@ class Recipe:
             "Distribution": self.distribution,
             "DistributionOptions": dict(self.distribution_options),
             "Seed": self.seed + seed_offset,
+            # Training starts from the recipe's fresh brain and gathers by sampling, whatever
+            # trained weights or deterministic mode the config sets up for plain runs.
+            "Weights": None,
+            "Deterministic": False,
             **(brain_settings or {}),
         }
         # Training decides how long simulations run; the config's SimulationTimeout is for runs.

@@ -101,6 +101,18 @@ def merge_batch(comm: Communicator, stats: RunningMeanStd, samples: np.ndarray) 
         )
 
 
+def build_recipe_brain(recipe: Recipe, extra: Mapping[str, Any]) -> Brain:
+    """The recipe's brain, shaped by the brain engine's ``EngineExtraConfigs`` ``extra``."""
+    return build_brain(
+        recipe.brain,
+        input_shapes={name: tuple(shape) for name, shape in extra["InputShapes"].items()},
+        action_dim=int(extra["ActionDim"]),
+        distribution=recipe.distribution,
+        distribution_options=dict(recipe.distribution_options),
+        **dict(recipe.brain_options),
+    )
+
+
 class Trainer:
     """Trains the brain of a recipe's simulation with PPO.
 
@@ -132,14 +144,7 @@ class Trainer:
         # Same seed, same data -> same update: what lets a resumed run repeat a cycle exactly.
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(recipe.seed)
-        self.brain: Brain = build_brain(
-            recipe.brain,
-            input_shapes=self.input_shapes,
-            action_dim=int(extra["ActionDim"]),
-            distribution=recipe.distribution,
-            distribution_options=dict(recipe.distribution_options),
-            **dict(recipe.brain_options),
-        )
+        self.brain: Brain = build_recipe_brain(recipe, extra)
         self.optimizer = keras.optimizers.Adam(learning_rate=recipe.ppo.learning_rate)
         self.optimizer.build(self.brain.joint.trainable_variables)
         # One traced graph for every minibatch (sizes differ by at most one chunk).

@@ -17,6 +17,9 @@ import numpy as np
 FLAT_DTYPE = np.float32
 """dtype of flat weight vectors."""
 
+WEIGHTS_SUFFIX = ".weights.h5"
+"""File name ending Keras requires of ``save_weights`` / ``load_weights`` files."""
+
 
 def weight_shapes(model: keras.Model) -> list[tuple[int, ...]]:
     """Shape of every weight of ``model``, in ``model.weights`` order.
