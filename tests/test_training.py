@@ -122,6 +122,22 @@ def test_exported_weights_load_into_a_brain_engine_unchanged(
     brain.shutdown()
 
 
+def test_exported_weights_evaluate_like_their_run(two_cycles: Path, tmp_path: Path) -> None:
+    output = tmp_path / "pendulum.weights.h5"
+    exported = neuroloop("export", two_cycles, "--checkpoint", "latest", "--output", output)
+    assert exported.returncode == 0, exported.stderr
+    common = ("--episodes", "1", "--deterministic", "--horizon", "210")
+    from_run = neuroloop("evaluate", two_cycles, "--checkpoint", "latest", *common)
+    from_file = neuroloop("evaluate", PENDULUM, "--weights", output, *common)
+    assert from_run.returncode == 0, from_run.stderr
+    assert from_file.returncode == 0, from_file.stderr
+    returns = [
+        next(line for line in result.stdout.splitlines() if line.startswith("return"))
+        for result in (from_run, from_file)
+    ]
+    assert returns[0] == returns[1]  # same weights, same seeds, the policy's mode
+
+
 def test_export_names_a_bad_output_file(two_cycles: Path, tmp_path: Path) -> None:
     result = neuroloop("export", two_cycles, "--output", tmp_path / "brain.h5")
     assert result.returncode == 2

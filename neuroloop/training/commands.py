@@ -48,7 +48,14 @@ def add_commands(
     train.set_defaults(handler=lambda args: _train(args, between_cycles))
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run's brain")
-    evaluate.add_argument("run_dir", type=Path, help="a training run directory")
+    evaluate.add_argument(
+        "source", type=Path, help="a training run directory, or a recipe given with --weights"
+    )
+    evaluate.add_argument(
+        "--weights",
+        type=Path,
+        help="a .weights.h5 file (neuroloop export) to evaluate on the recipe's task",
+    )
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes to evaluate")
     evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
@@ -137,7 +144,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from neuroloop.training.evaluate import evaluate
 
     result = evaluate(
-        args.run_dir, args.episodes, args.deterministic, args.checkpoint, args.horizon
+        args.source, args.episodes, args.deterministic, args.checkpoint, args.horizon, args.weights
     )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")

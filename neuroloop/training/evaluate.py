@@ -1,4 +1,8 @@
-"""Evaluate a trained run: its brain on fresh episodes, with 95% confidence intervals."""
+"""Evaluate a trained brain on fresh episodes, with 95% confidence intervals.
+
+The brain is a training run's checkpoint, or exported weights (``neuroloop export``) run on
+the task of a recipe.
+"""
 
 from __future__ import annotations
 
@@ -46,33 +50,52 @@ def load_run(run_dir: Path, which: str, command: str) -> tuple[Recipe, TrainingS
 
 
 def evaluate(
-    run_dir: Path,
+    source: Path,
     episodes: int,
     deterministic: bool,
     which: str = "best",
     horizon: int | None = None,
+    weights: Path | None = None,
 ) -> dict[str, tuple[float, float, int]]:
-    """Run ``episodes`` evaluation episodes with a run's checkpointed brain.
+    """Run ``episodes`` evaluation episodes with a trained brain.
 
     Args:
-        run_dir: A training run directory.
+        source: A training run directory (its ``which`` checkpoint is evaluated), or a
+            recipe file together with ``weights``.
         episodes: Episodes to finish (at least).
         deterministic: Act on the policy's mode instead of sampling.
-        which: ``"best"`` or ``"latest"`` checkpoint.
+        which: ``"best"`` or ``"latest"`` checkpoint of a run.
         horizon: Control steps per gathering (default: the recipe's Horizon); episodes
             longer than this never finish.
+        weights: A ``.weights.h5`` file (``neuroloop export``) to evaluate on the task of
+            the recipe ``source``.
 
     Returns:
         ``{"return": (mean, half_width, n), METRIC: (...)}``; the task metric when the
         simulation's status function reports it with its standard deviation.
+
+    Raises:
+        UsageError: If ``source`` is neither a run nor a recipe given with ``weights``.
     """
-    recipe, state = load_run(run_dir, which, "evaluate")
-    config = recipe.simulation_config(brain_settings={"Deterministic": deterministic})
-    flat = state.flat_weights()
+    settings: dict[str, object] = {"Deterministic": deterministic}
+    flat = None
+    if weights is None:
+        recipe, state = load_run(source, which, "evaluate")
+        flat = state.flat_weights()
+    elif source.is_file():
+        recipe = load_recipe(source)
+        settings["Weights"] = str(weights.resolve())
+    else:
+        raise UsageError(
+            f"evaluate {source} --weights {weights}: expected a recipe file to evaluate the "
+            "weights on. Received: not a file"
+        )
+    config = recipe.simulation_config(brain_settings=settings)
     returns: list[float] = []
     with Simulation(config, echo_engine_output=False) as simulation:
         gatherer = Gatherer(simulation, TrainingSignals(recipe.brain_engine, *recipe.signals))
-        gatherer.push_weights(flat)
+        if flat is not None:
+            gatherer.push_weights(flat)
         steps = recipe.horizon if horizon is None else horizon
         cycle = 0
         while len(returns) < episodes:
@@ -81,7 +104,7 @@ def evaluate(
             cycle += 1
             if not returns and cycle >= NO_EPISODE_PATIENCE:
                 raise UsageError(
-                    f"evaluate {run_dir}: no episode finished within {steps} control steps "
+                    f"evaluate {source}: no episode finished within {steps} control steps "
                     f"in {cycle} tries; pass a longer --horizon"
                 )
         status = dict(simulation.loop.functions.last_status)
