@@ -56,12 +56,28 @@ def test_seeded_reach_runs_repeat_exactly_and_match_the_in_process_loop(tmp_path
     assert engine_processes(os.getpid()) == []
 
 
-def test_reach_reports_its_task_metric() -> None:
-    with Simulation.from_config(REACH, ("SimulationTimeout=2.2",), echo_engine_output=False) as sim:
+def test_the_main_job_brain_reaches() -> None:
+    """The README's main job: the committed trained brain, acting on its policy's mode."""
+    with Simulation.from_config(
+        REACH, ("SimulationTimeout=20.2",), echo_engine_output=False, seed=11
+    ) as sim:
+        sim.run_until_timeout()
+        status = sim.loop.functions.last_status
+    assert status["episodes"] == 36  # 4 worlds, nine 50-step episodes each
+    assert status["success"] >= 0.85
+    assert status["mean_return"] > 0.0  # the success bonus outweighs the distance cost
+
+
+def test_an_untrained_brain_does_not_reach() -> None:
+    untrained = (
+        "SimulationTimeout=2.2",
+        "EngineConfigs.EngineName:brain.EngineExtraConfigs.Weights=null",
+    )
+    with Simulation.from_config(REACH, untrained, echo_engine_output=False, seed=11) as sim:
         sim.run_until_timeout()
         status = sim.loop.functions.last_status
     assert status["episodes"] == 4  # 4 worlds, one 50-step episode each
-    assert 0.0 <= status["success"] <= 1.0
+    assert status["success"] == 0.0
     assert status["mean_return"] < 0.0
 
 
