@@ -1,4 +1,4 @@
-"""Training end to end: neuroloop train / evaluate / export / plot on Pendulum-v1, resume, recipes."""
+"""Training end to end on Pendulum-v1: train, evaluate, export, plot, resume, recipes."""
 
 from __future__ import annotations
 
