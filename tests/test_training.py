@@ -14,6 +14,7 @@ from engines.keras_brain import KerasBrainEngine
 from neuroloop.errors import ConfigError
 from neuroloop.training.checkpoint import load_checkpoint
 from neuroloop.training.recipe import load_recipe
+from neuroloop.training.weights import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 PENDULUM = REPO / "experiments" / "pendulum.yaml"
@@ -117,7 +118,7 @@ def test_exported_weights_load_into_a_brain_engine_unchanged(
     brain.initialize(
         {**section.section, "EngineExtraConfigs": {**section.extra, "Weights": str(output)}}
     )
-    expected = load_checkpoint(two_cycles / "checkpoints" / "latest.npz").flat_weights()
+    expected = flatten(load_checkpoint(two_cycles / "checkpoints" / "latest.npz").weights)
     np.testing.assert_array_equal(brain.get_datapack("weights"), expected)
     brain.shutdown()
 

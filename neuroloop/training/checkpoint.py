@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+CHECKPOINTS = "checkpoints"
+"""The folder of a run directory that holds its checkpoints."""
 LATEST = "latest.npz"
 BEST = "best.npz"
 PERIODIC = "cycle_{cycle:05d}.npz"
@@ -44,10 +46,6 @@ class TrainingState:
     """Running statistics by name (``RunningMeanStd.state()``): observations, returns."""
     recipe: dict[str, Any] = field(default_factory=dict)
     """The resolved recipe."""
-
-    def flat_weights(self) -> np.ndarray:
-        """``weights`` as one flat float32 vector (the ``weights`` datapack layout)."""
-        return np.concatenate([np.ravel(w) for w in self.weights]).astype(np.float32)
 
 
 def save_checkpoint(path: Path, state: TrainingState) -> None:

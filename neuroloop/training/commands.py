@@ -85,10 +85,10 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
         raise UsageError(f"--workers: expected at least 1. Received: {args.workers}")
     if args.workers > 1 and not under_mpiexec():
         return _relaunch_under_mpiexec(args.workers)
-    from neuroloop.training.checkpoint import LATEST
+    from neuroloop.training.checkpoint import CHECKPOINTS, LATEST
     from neuroloop.training.mpi import get_communicator
     from neuroloop.training.recipe import load_recipe
-    from neuroloop.training.trainer import CHECKPOINTS, RECIPE_FILE, Trainer
+    from neuroloop.training.trainer import RECIPE_FILE, Trainer
 
     if args.resume is not None:
         recipe_path = args.resume / RECIPE_FILE

@@ -13,10 +13,11 @@ import numpy as np
 
 from neuroloop.errors import UsageError
 from neuroloop.simulation import Simulation
-from neuroloop.training.checkpoint import BEST, LATEST, TrainingState, load_checkpoint
+from neuroloop.training.checkpoint import BEST, CHECKPOINTS, LATEST, TrainingState, load_checkpoint
 from neuroloop.training.gather import Gatherer, TrainingSignals
 from neuroloop.training.recipe import Recipe, load_recipe
-from neuroloop.training.trainer import CHECKPOINTS, RECIPE_FILE, episode_statistics
+from neuroloop.training.trainer import RECIPE_FILE, episode_statistics
+from neuroloop.training.weights import flatten
 
 Z_95 = 1.959964
 """Two-sided 95% quantile of the standard normal distribution."""
@@ -81,7 +82,7 @@ def evaluate(
     flat = None
     if weights is None:
         recipe, state = load_run(source, which, "evaluate")
-        flat = state.flat_weights()
+        flat = flatten(state.weights)
     elif source.is_file():
         recipe = load_recipe(source)
         settings["Weights"] = str(weights.resolve())

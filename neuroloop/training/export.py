@@ -12,7 +12,7 @@ from pathlib import Path
 from neuroloop.errors import UsageError
 from neuroloop.training.evaluate import load_run
 from neuroloop.training.trainer import build_recipe_brain
-from neuroloop.training.weights import WEIGHTS_SUFFIX, assign_flat_weights
+from neuroloop.training.weights import WEIGHTS_SUFFIX
 
 
 def export_weights(run_dir: Path, output: Path, which: str = "best") -> Path:
@@ -29,8 +29,7 @@ def export_weights(run_dir: Path, output: Path, which: str = "best") -> Path:
     recipe, state = load_run(run_dir, which, "export")
     config = recipe.simulation_config()
     brain = build_recipe_brain(recipe, config.engine(recipe.brain_engine).extra)
-    flat = state.flat_weights()
-    assign_flat_weights(brain.joint, flat)
+    brain.joint.set_weights(state.weights)
     output.parent.mkdir(parents=True, exist_ok=True)
     brain.joint.save_weights(output)
     return output

@@ -23,6 +23,7 @@ from neuroloop.simulation import Simulation
 from neuroloop.training.advantages import compute_gae
 from neuroloop.training.checkpoint import (
     BEST,
+    CHECKPOINTS,
     LATEST,
     PERIODIC,
     TrainingState,
@@ -42,13 +43,11 @@ from neuroloop.training.recipe import Recipe
 from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
 from neuroloop.training.weights import assign_flat_weights, flat_weights
 
-CHECKPOINTS = "checkpoints"
 RECIPE_FILE = "recipe.json"
 RETURNS = "returns"
 """Name of the discounted-return statistics in checkpoints."""
 SEED_STRIDE = 1_000_003
 """Cycle seeds are ``seed * SEED_STRIDE + cycle * ranks + rank``: distinct per cycle and rank."""
-VISION = "vision"
 
 
 def cycle_seed(seed: int, cycle: int, rank: int, ranks: int) -> int:
@@ -140,7 +139,6 @@ class Trainer:
         self.echo_engine_output = echo_engine_output
         self.config = recipe.simulation_config(seed_offset=self.comm.rank)
         extra = self.config.engine(recipe.brain_engine).extra
-        self.input_shapes = {name: tuple(shape) for name, shape in extra["InputShapes"].items()}
         # Same seed, same data -> same update: what lets a resumed run repeat a cycle exactly.
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(recipe.seed)
@@ -151,10 +149,11 @@ class Trainer:
         self._compiled_gradients = tf.function(self._loss_gradients, reduce_retracing=True)
         # Eager apply_gradients costs ~50 ms a minibatch; compiled, ~1.5 ms.
         self._compiled_apply = tf.function(self._apply)
+        # Statistics for exactly the modalities the brain normalizes (none without its layers).
         self.statistics = {
-            name: RunningMeanStd(shape)
-            for name, shape in self.input_shapes.items()
-            if name != VISION and recipe.normalize_observations
+            name: RunningMeanStd(tuple(extra["InputShapes"][name]))
+            for name in self.brain.input_normalizers
+            if recipe.normalize_observations
         }
         self.statistics[RETURNS] = RunningMeanStd(())
         self.cycle = 0
@@ -162,9 +161,7 @@ class Trainer:
         self.best_return = -math.inf
         if resume:
             self._restore(load_checkpoint(run_dir / CHECKPOINTS / LATEST))
-        # Every rank starts from rank 0's weights.
-        weights = self.comm.broadcast(flat_weights(self.brain.joint))
-        assign_flat_weights(self.brain.joint, weights)
+        # Every rank takes rank 0's weights at the start of each cycle (_synchronize_weights).
         self._apply_statistics()
 
     # -- the loop ----------------------------------------------------------------------------
@@ -207,8 +204,8 @@ class Trainer:
         """One gather -> advantages -> optimize cycle."""
         recipe, ppo, comm = self.recipe, self.recipe.ppo, self.comm
         started = time.perf_counter()
-        drift = self._synchronize_weights()
-        gatherer.push_weights(flat_weights(self.brain.joint))
+        weights, drift = self._synchronize_weights()
+        gatherer.push_weights(weights)
         seed = cycle_seed(recipe.seed, self.cycle, comm.rank, comm.size)
         rollout = gatherer.gather(recipe.horizon, seed)
         gather_s = time.perf_counter() - started
@@ -266,18 +263,19 @@ class Trainer:
 
     # -- pieces ------------------------------------------------------------------------------
 
-    def _synchronize_weights(self) -> float:
-        """Take rank 0's weights; return how far any rank's own had drifted (0 when in step).
+    def _synchronize_weights(self) -> tuple[np.ndarray, float]:
+        """Take rank 0's weights; return them (flat) and how far any rank's own had drifted.
 
-        Every rank applies the same averaged gradients, so the drift should be exactly 0;
-        the broadcast makes sure, and the figure shows it.
+        Every rank applies the same averaged gradients, so the drift should be exactly 0
+        after the first cycle (before it, ranks differ only if their builds did); the
+        broadcast makes sure, and the figure shows it.
         """
         local = flat_weights(self.brain.joint)
         root = self.comm.broadcast(local)
         drift = float(np.max(np.abs(local - root))) if local.size else 0.0
         if drift:
             assign_flat_weights(self.brain.joint, root)
-        return float(self.comm.allreduce_sum([drift])[0])
+        return root, float(self.comm.allreduce_sum([drift])[0])
 
     def _scaled_rewards(self, rollout: Rollout) -> np.ndarray:
         """Rewards ``[W, T + 1]`` divided by the running std of the discounted return."""

@@ -9,6 +9,7 @@ so a vector taken from one model fits any model built the same way.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -30,15 +31,6 @@ def weight_shapes(model: keras.Model) -> list[tuple[int, ...]]:
     return [tuple(int(size) for size in weight.shape) for weight in model.weights]
 
 
-def n_weights(model: keras.Model) -> int:
-    """Number of scalars in ``flat_weights(model)``.
-
-    Args:
-        model: A built Keras model.
-    """
-    return sum(math.prod(shape) for shape in weight_shapes(model))
-
-
 def flat_weights(model: keras.Model) -> np.ndarray:
     """Every array of ``model.get_weights()`` flattened and concatenated, as float32.
 
@@ -46,9 +38,13 @@ def flat_weights(model: keras.Model) -> np.ndarray:
         model: A Keras model, usually ``brain.joint``.
 
     Returns:
-        ``[n_weights(model)]`` float32.
+        ``[N]`` float32, ``N`` the number of scalars in the model's weights.
     """
-    arrays = model.get_weights()
+    return flatten(model.get_weights())
+
+
+def flatten(arrays: Sequence[np.ndarray]) -> np.ndarray:
+    """Arrays (e.g. ``model.get_weights()``) raveled and concatenated in order, as float32."""
     if not arrays:
         return np.zeros(0, FLAT_DTYPE)
     return np.concatenate([np.ravel(array) for array in arrays]).astype(FLAT_DTYPE)
@@ -59,7 +55,8 @@ def assign_flat_weights(model: keras.Model, flat: Any) -> None:
 
     Args:
         model: A built Keras model.
-        flat: ``[n_weights(model)]`` finite floats (any float dtype; cast to float32).
+        flat: ``[N]`` finite floats, ``N`` the number of scalars in the model's weights
+            (any float dtype; cast to float32).
 
     Raises:
         ValueError: If ``flat`` is not a float array of that shape, or not finite. The
