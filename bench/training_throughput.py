@@ -18,8 +18,9 @@ Everything below is measured in one run, one case after the other:
   time, which that load barely changes, is printed too, as what a core of its own gives.
 - 2 processes: ``mpiexec -n 2 python -m neuroloop train experiments/reach.yaml`` with this
   run's overrides (``Brain=lstm``, ``Cycles``, ``Horizon``, ``Worlds``) into a temporary run
-  directory, every rank with one BLAS / TensorFlow thread (``RANK_ENV``, as
-  ``neuroloop.training.mpi`` advises); rank 0's ``progress.jsonl`` is read.
+  directory, every rank with one BLAS / TensorFlow thread and no MPI variables of this
+  process (``neuroloop.launcher.child_environment``, as ``neuroloop.training.mpi``
+  advises); rank 0's ``progress.jsonl`` is read.
 - 1 process: ``neuroloop.training.trainer.Trainer`` in this process on the same recipe and
   overrides (TensorFlow's default threads, as a plain ``neuroloop train`` gets them).
 - Optimization alone: the 1-process trainer's ``_optimize`` on the chunks of its last
@@ -73,6 +74,7 @@ import mujoco
 import numpy as np
 
 from engines.mujoco_engine import shipped_model_folder
+from neuroloop.launcher import child_environment
 from neuroloop.training.gather import Rollout
 from neuroloop.training.monitor import PROGRESS
 from neuroloop.training.recipe import Recipe, load_recipe
@@ -110,16 +112,6 @@ CEILING_EPISODE_STEPS = 50
 """Control steps between resets of the ceiling's world (a reach episode: 2 s at 0.04 s)."""
 CEILING_SEED = 0
 
-RANK_ENV = {
-    "OMP_NUM_THREADS": "1",
-    "OPENBLAS_NUM_THREADS": "1",
-    "MKL_NUM_THREADS": "1",
-    "TF_NUM_INTRAOP_THREADS": "1",
-    "TF_NUM_INTEROP_THREADS": "1",
-}
-"""Thread settings of every MPI rank: two ranks share two cores."""
-MPI_ENV_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "MPI_", "HYDRA_")
-"""Launcher variables this process must not hand to mpiexec (it may be an MPI singleton)."""
 OUTPUT_TAIL_CHARS = 4000
 """Characters of a failed rank's output shown in the error."""
 
@@ -248,14 +240,6 @@ def summarize(
     )
 
 
-def rank_environment() -> dict[str, str]:
-    """This environment without MPI launcher variables, plus ``RANK_ENV``."""
-    inherited = {
-        name: value for name, value in os.environ.items() if not name.startswith(MPI_ENV_PREFIXES)
-    }
-    return {**inherited, **RANK_ENV}
-
-
 def stop(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to mpiexec (which ends its ranks, and they their engines); never SIGKILL."""
     if process.poll() is not None:
@@ -296,7 +280,7 @@ def run_mpi(overrides: Sequence[str], directory: Path, timeout_s: float) -> RunR
         process = subprocess.Popen(
             command,
             cwd=REPOSITORY,
-            env=rank_environment(),
+            env=child_environment(),
             stdin=subprocess.DEVNULL,
             stdout=stream,
             stderr=subprocess.STDOUT,

@@ -106,7 +106,7 @@ import tensorflow as tf
 import brains  # registers the built-in brains
 from brains.registry import Brain, build_brain
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine, extra_configs
+from neuroloop.engine import Engine, extra_configs, positive_int
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES
 from neuroloop.training.distributions import get_distribution
 from neuroloop.training.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
@@ -160,15 +160,6 @@ CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
 
 BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE, STATE)
 """Outputs besides the distribution's parameters."""
-
-
-def _positive_int(value: Any, context: str, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.{key} to be an integer >= 1. "
-            f"Received: {key}={value!r}"
-        )
-    return value
 
 
 def _mapping(value: Any, context: str, key: str) -> Mapping[str, Any]:
@@ -302,9 +293,9 @@ class KerasBrainEngine(Engine):
             )
         self._base = Path(config.get("ConfigDirectory") or Path.cwd())
         _set_threads(
-            _positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads"), self._log
+            positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads"), self._log
         )
-        self._worlds = _positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
+        self._worlds = positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
         deterministic = extra.get("Deterministic", False)
         if not isinstance(deterministic, bool):
             raise ValueError(
@@ -402,11 +393,6 @@ class KerasBrainEngine(Engine):
         """The brain this engine steps (its joint model holds the current weights)."""
         return self._require("brain")
 
-    @property
-    def n_worlds(self) -> int:
-        """Number of worlds (batch rows) this engine steps."""
-        return self._worlds
-
     def get_datapack(self, name: str) -> DataPackValue:
         brain = self._require(f"get {name}")
         if name in self._shapes:
@@ -469,7 +455,7 @@ class KerasBrainEngine(Engine):
     def _build(self, extra: Mapping[str, Any], context: str) -> Brain:
         """Build the brain named by ``Brain`` with its options and distribution."""
         self._shapes = _input_shapes(extra["InputShapes"], context)
-        action_dim = _positive_int(extra["ActionDim"], context, "ActionDim")
+        action_dim = positive_int(extra["ActionDim"], context, "ActionDim")
         options = _mapping(extra.get("BrainOptions", {}), context, "BrainOptions")
         dist_name = extra.get("Distribution", DEFAULT_DISTRIBUTION)
         dist_options = _mapping(

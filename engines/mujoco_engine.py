@@ -89,7 +89,7 @@ except (AttributeError, ImportError) as _gl_error:  # MUJOCO_GL names a missing 
     ) from _gl_error
 
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine, extra_configs
+from neuroloop.engine import Engine, extra_configs, positive_int
 from neuroloop.errors import EngineError
 
 NS_PER_SECOND = 1_000_000_000
@@ -230,14 +230,6 @@ def shipped_models() -> list[str]:
     )
 
 
-def _positive_int(value: Any, context: str, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{context}: expected {key} to be an integer >= 1. Received: {key}={value!r}"
-        )
-    return value
-
-
 class MujocoEngine(Engine):
     """MuJoCo physics for a batch of worlds sharing one model.
 
@@ -279,8 +271,8 @@ class MujocoEngine(Engine):
         self._model = model
         self._substeps, self._physics_ns = self._substeps_for(config, model, context)
 
-        n_worlds = _positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
-        n_threads = _positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads")
+        n_worlds = positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
+        n_threads = positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads")
         self.shutdown()
         self._datas = [mujoco.MjData(model) for _ in range(n_worlds)]
         if n_threads > 1 and n_worlds > 1:
@@ -626,10 +618,8 @@ class MujocoEngine(Engine):
                 f"{context}: expected Camera to be an object with keys among "
                 f"{list(CAMERA_KEYS)}. Received: Camera={camera!r}"
             )
-        width = _positive_int(camera.get("Width", DEFAULT_CAMERA_WIDTH), context, "Camera.Width")
-        height = _positive_int(
-            camera.get("Height", DEFAULT_CAMERA_HEIGHT), context, "Camera.Height"
-        )
+        width = positive_int(camera.get("Width", DEFAULT_CAMERA_WIDTH), context, "Camera.Width")
+        height = positive_int(camera.get("Height", DEFAULT_CAMERA_HEIGHT), context, "Camera.Height")
         name = camera.get("Name")
         if name is None:
             free = mujoco.MjvCamera()

@@ -62,6 +62,9 @@ from typing import Any
 import yaml
 
 from neuroloop.errors import ConfigError, UsageError
+from neuroloop.launcher import signal_group
+from neuroloop.training.checkpoint import CHECKPOINTS, LATEST
+from neuroloop.training.monitor import PROGRESS
 
 SIMULATION = "simulation"
 TRAINING = "training"
@@ -76,10 +79,8 @@ DONE_MARKER = "DONE"
 STDOUT_LOG = "stdout.log"
 STDERR_LOG = "stderr.log"
 TRAIN_DIR = "train"
-PROGRESS_FILE = "progress.jsonl"
-"""The training monitor's per-cycle records (``neuroloop.training.monitor.PROGRESS``)."""
-LATEST_CHECKPOINT = "checkpoints/latest.npz"
-"""A training run resumes from this checkpoint (``neuroloop.training.checkpoint.LATEST``)."""
+LATEST_CHECKPOINT = f"{CHECKPOINTS}/{LATEST}"
+"""A training run resumes from this checkpoint."""
 RESOLVED_FILES = {SIMULATION: "config.json", TRAINING: "recipe.json"}
 SWEEP_KEYS = ("seeds", "grid", "overrides", "include")
 DIGEST_CHARS = 8
@@ -509,7 +510,7 @@ def read_metric(run: Run) -> dict[str, Any]:
     """The metric a run reported: from ``neuroloop run``'s summary, or training progress."""
     if run.kind == TRAINING:
         try:
-            record = json.loads(_read_lines(run.train_dir / PROGRESS_FILE)[-1])
+            record = json.loads(_read_lines(run.train_dir / PROGRESS)[-1])
         except (IndexError, ValueError):  # no cycle finished, or the last line was cut
             return {}
         if run.metric is None:
@@ -614,19 +615,12 @@ def _wait(process: subprocess.Popen[bytes], stop: threading.Event | None) -> int
             return process.wait(POLL_S)
         except subprocess.TimeoutExpired:
             continue
-    _signal_group(process.pid, signal.SIGTERM)
+    signal_group(process.pid, signal.SIGTERM)
     try:
         return process.wait(STOP_GRACE_S)
     except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         return process.wait()
-
-
-def _signal_group(pid: int, signum: int) -> None:
-    try:
-        os.killpg(pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def run_batch(

@@ -96,8 +96,7 @@ class StepResult:
             raise EngineTimeoutError(client._timeout_message("step")) from None
         except grpc.RpcError as error:
             raise client._translate("step", error) from None
-        client._advance_time(reply.time_ns, "step")
-        return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
+        return client._received(reply, "step")
 
 
 class EngineClient:
@@ -187,13 +186,16 @@ class EngineClient:
         """One blocking round trip (a unary Step call); see ``step_async``."""
         request = pb.StepRequest(set=self._encode(to_set), timestep_ns=timestep_ns, get=get)
         reply = self._wait("step", lambda: self._stub.Step(request, timeout=self.timeout_s))
-        self._advance_time(reply.time_ns, "step")
-        return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
+        return self._received(reply, "step")
 
     def get_datapacks(self, names: Iterable[str]) -> dict[str, DataPackValue]:
         request = pb.GetDataPacksRequest(names=list(names))
         reply = self._wait("get", lambda: self._stub.GetDataPacks(request, timeout=self.timeout_s))
-        self._advance_time(reply.time_ns, "get")
+        return self._received(reply, "get")
+
+    def _received(self, reply: pb.StepReply, verb: str) -> dict[str, DataPackValue]:
+        """The datapacks of a reply by name, after checking and taking its engine time."""
+        self._advance_time(reply.time_ns, verb)
         return {message.id.name: codec.decode(message)[2] for message in reply.datapacks}
 
     def set_datapacks(self, values: Mapping[str, DataPackValue]) -> None:

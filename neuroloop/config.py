@@ -442,7 +442,7 @@ def _override_value(raw: str) -> Any:
 
 
 @functools.cache
-def _schema(name: str = SIMULATION_SCHEMA) -> dict[str, Any]:
+def _schema(name: str) -> dict[str, Any]:
     text = (resources.files("neuroloop") / "schemas" / f"{name}.schema.json").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
@@ -461,12 +461,12 @@ _FiniteValidator = jsonschema.validators.extend(
 
 
 @functools.cache
-def _validator(name: str = SIMULATION_SCHEMA) -> jsonschema.protocols.Validator:
+def _validator(name: str) -> jsonschema.protocols.Validator:
     validator: jsonschema.protocols.Validator = _FiniteValidator(_schema(name))
     return validator
 
 
-def _validate(document: dict[str, Any], label: str, name: str = SIMULATION_SCHEMA) -> None:
+def _validate(document: dict[str, Any], label: str, name: str) -> None:
     """Raise ConfigError for the most relevant schema violation, if there is one."""
     error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
     if error is not None:
@@ -565,7 +565,7 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
 # --- defaults, files, dataclasses ----------------------------------------------------------
 
 
-def _fill_defaults(schema: Mapping[str, Any], instance: Any, name: str = SIMULATION_SCHEMA) -> None:
+def _fill_defaults(schema: Mapping[str, Any], instance: Any, name: str) -> None:
     """Insert the schema's ``default`` for every absent key, following refs, items and if/then."""
     if "$ref" in schema:
         _fill_defaults(_resolve_ref(schema["$ref"], name), instance, name)
@@ -587,7 +587,7 @@ def _fill_defaults(schema: Mapping[str, Any], instance: Any, name: str = SIMULAT
             _fill_defaults(schema[branch], instance, name)
 
 
-def _resolve_ref(ref: str, name: str = SIMULATION_SCHEMA) -> Mapping[str, Any]:
+def _resolve_ref(ref: str, name: str) -> Mapping[str, Any]:
     """Follow a local ``#/$defs/...`` reference into the schema."""
     node: Any = _schema(name)
     for part in ref.removeprefix("#/").split("/"):

@@ -140,6 +140,20 @@ class EngineHost:
         return name
 
 
+def positive_int(value: Any, context: str, key: str) -> int:
+    """``EngineExtraConfigs.key``'s ``value``, checked to be an integer of at least 1.
+
+    Raises:
+        ValueError: Naming ``context`` and ``key``, if it is not.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(
+            f"{context}: expected EngineExtraConfigs.{key} to be an integer >= 1. "
+            f"Received: {key}={value!r}"
+        )
+    return value
+
+
 def extra_configs(
     config: Mapping[str, Any], allowed: Sequence[str], context: str
 ) -> Mapping[str, Any]:

@@ -21,13 +21,15 @@ from types import TracebackType
 from typing import IO
 
 from neuroloop.errors import EngineCrashError, EngineTimeoutError
-from neuroloop.server import READY_PREFIX
 
 STDERR_TAIL_LINES = 30
 """How many of an engine's last stderr lines an error message quotes."""
 
 STOP_GRACE_S = 5.0
 """How long a process group gets between SIGTERM and SIGKILL."""
+
+READY_PREFIX = "NEUROLOOP-ENGINE-READY"
+"""First word of the line an engine server prints on stdout once it accepts calls."""
 
 SINGLE_THREAD_ENV = {
     "OMP_NUM_THREADS": "1",
@@ -42,6 +44,12 @@ SINGLE_THREAD_ENV = {
 MPI_PREFIXES = ("PMI_", "PMIX_", "OMPI_", "HYDRA_", "MPI_LOCAL")
 """Environment of an MPI rank that its engine processes must not inherit: an engine that
 started MPI with its rank's variables would try to join the rank's job and fail."""
+
+
+def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment without MPI rank variables, one thread each, plus ``env``."""
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(MPI_PREFIXES)}
+    return {**inherited, **SINGLE_THREAD_ENV, **(env or {})}
 
 
 @dataclass
@@ -107,8 +115,7 @@ class Launcher:
         Raises:
             EngineCrashError: If the command cannot be executed at all.
         """
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(MPI_PREFIXES)}
-        environment = {**inherited, **SINGLE_THREAD_ENV, **(env or {})}
+        environment = child_environment(env)
         try:
             popen = subprocess.Popen(
                 list(command),
@@ -156,7 +163,7 @@ class Launcher:
     def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
         """SIGTERM every process group, wait up to ``grace_s``, then SIGKILL what is left."""
         for process in self.processes:
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_group(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         for process in self.processes:
             try:
@@ -165,7 +172,7 @@ class Launcher:
                 pass
         for process in self.processes:
             # The group may hold children even when the leader is gone.
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             try:
                 process.popen.wait(grace_s)
             except subprocess.TimeoutExpired:
@@ -190,7 +197,8 @@ class Launcher:
             process.stderr_tail.append(line.rstrip("\n"))
 
 
-def _signal_group(pid: int, signum: int) -> None:
+def signal_group(pid: int, signum: int) -> None:
+    """Send ``signum`` to the process group led by ``pid``, if it still exists."""
     try:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):

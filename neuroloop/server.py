@@ -22,12 +22,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from neuroloop.engine import Engine, EngineHost
+from neuroloop.launcher import READY_PREFIX
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol import engine_pb2_grpc as pb_grpc
-
-READY_PREFIX = "NEUROLOOP-ENGINE-READY"
-"""First word of the line an engine server prints on stdout once it accepts calls."""
 
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 """Largest message either side accepts: batched camera images exceed gRPC's 4 MB default."""
