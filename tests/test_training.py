@@ -152,6 +152,15 @@ def test_evaluate_without_finished_episodes_says_so(two_cycles: Path) -> None:
     assert "no episode finished within 64 control steps" in result.stderr
 
 
+def test_a_brain_without_input_normalization_trains(tmp_path: Path) -> None:
+    run_dir = tmp_path / "plain"
+    options = ("-o", 'BrainOptions={"normalize_inputs": false}')
+    result = neuroloop("train", PENDULUM, "--cycles", "1", "--run-dir", run_dir, *options, *TINY)
+    assert result.returncode == 0, result.stderr
+    statistics = load_checkpoint(run_dir / "checkpoints" / "latest.npz").statistics
+    assert set(statistics) == {"returns"}  # no observation statistics without the layers
+
+
 @pytest.mark.parametrize("name", ["pendulum", "reach", "freereach", "manipulate_block"])
 def test_shipped_recipes_load_and_wire_their_simulation(name: str) -> None:
     recipe = load_recipe(REPO / "experiments" / f"{name}.yaml")
