@@ -584,8 +584,8 @@ class KerasBrainEngine(Engine):
                 f"{name}). Received: shape {array.shape}"
             )
         array = np.ascontiguousarray(array, dtype=INPUT_DTYPE)
-        finite = np.isfinite(array).reshape(self._worlds, -1).all(axis=1)
-        if not finite.all():
+        if not np.isfinite(array).all():
+            finite = np.isfinite(array).reshape(self._worlds, -1).all(axis=1)
             raise ValueError(
                 f"[{self.name}] set {name}: expected finite values. Received: NaN or inf in "
                 f"worlds {np.flatnonzero(~finite).tolist()}"
