@@ -66,10 +66,10 @@ from pathlib import Path
 
 import mujoco
 
-from engines.mujoco_engine import shipped_model_folder
 from neuroloop.config import SimulationConfig, load_config
 from neuroloop.engine import Engine
 from neuroloop.local import LocalEngine
+from neuroloop.plugins.engines.mujoco_engine import shipped_model_folder
 from neuroloop.simulation import Simulation
 
 REPOSITORY = Path(__file__).resolve().parent.parent

@@ -73,8 +73,8 @@ from typing import Any
 import mujoco
 import numpy as np
 
-from engines.mujoco_engine import shipped_model_folder
 from neuroloop.launcher import child_environment
+from neuroloop.plugins.engines.mujoco_engine import shipped_model_folder
 from neuroloop.training.gather import Rollout
 from neuroloop.training.monitor import PROGRESS
 from neuroloop.training.recipe import Recipe, load_recipe

@@ -6,16 +6,20 @@ from collections.abc import Mapping, Sequence
 
 import keras
 
-from brains.blocks import VISION_FILTERS, KerasTensor, assemble_two_towers, check_units_tuple
-from brains.registry import Brain, register_brain
-from neuroloop.training.distributions import Distribution
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.distributions import Distribution
+from neuroloop.plugins.brains.blocks import (
+    VISION_FILTERS,
+    KerasTensor,
+    assemble_two_towers,
+    check_units_tuple,
+)
 
 HIDDEN_UNITS: tuple[int, ...] = (64, 64)
 """Sizes of the hidden layers of each tower."""
 ACTIVATION = "tanh"
 
 
-@register_brain("mlp")
 def build_mlp(
     input_shapes: Mapping[str, tuple[int, ...]],
     distribution: Distribution,

@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import keras
 
-from brains.blocks import (
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.distributions import Distribution
+from neuroloop.plugins.brains.blocks import (
     VISION_FILTERS,
     KerasTensor,
     RecurrentKind,
@@ -20,8 +22,6 @@ from brains.blocks import (
     check_units_tuple,
     recurrent_core,
 )
-from brains.registry import Brain, register_brain
-from neuroloop.training.distributions import Distribution
 
 EMBEDDING_UNITS = 64
 """Units of the Dense embedding in front of the recurrent layer."""
@@ -55,7 +55,6 @@ def _build_recurrent(
     return assemble_two_towers(kind, input_shapes, distribution, body, filters, normalize_inputs)
 
 
-@register_brain("lstm")
 def build_lstm(
     input_shapes: Mapping[str, tuple[int, ...]],
     distribution: Distribution,
@@ -89,7 +88,6 @@ def build_lstm(
     )
 
 
-@register_brain("gru")
 def build_gru(
     input_shapes: Mapping[str, tuple[int, ...]],
     distribution: Distribution,

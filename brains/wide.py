@@ -11,7 +11,9 @@ from collections.abc import Mapping, Sequence
 
 import keras
 
-from brains.blocks import (
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.distributions import Distribution
+from neuroloop.plugins.brains.blocks import (
     VISION_FILTERS,
     KerasTensor,
     assemble_two_towers,
@@ -19,8 +21,6 @@ from brains.blocks import (
     check_units_tuple,
     recurrent_core,
 )
-from brains.registry import Brain, register_brain
-from neuroloop.training.distributions import Distribution
 
 EMBEDDING_UNITS = 512
 """Units of the Dense embedding of each tower."""
@@ -28,7 +28,6 @@ RECURRENT_UNITS = 1024
 """Units of the LSTM of each tower."""
 
 
-@register_brain("wide")
 def build_wide(
     input_shapes: Mapping[str, tuple[int, ...]],
     distribution: Distribution,

@@ -59,7 +59,7 @@ name             shape, dtype            content
 episode_start    [W] bool                worlds whose episode just (re)started: their
                                          recurrent state is zeroed before the next step
 weights          [n_weights] float       every array of ``joint.get_weights()`` flattened and
-                                         concatenated in order (``training.weights.flat_weights``)
+                                         concatenated in order (``flat_weights``)
 checkpoint       JSON string             path of a ``.weights.h5`` file to load
 ================ ======================= ===================================================
 
@@ -90,12 +90,9 @@ off).
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 import secrets
-import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +100,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import brains  # registers the built-in brains
-from brains.registry import Brain, build_brain
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.loading import build_brain
+from neuroloop.brain.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
 from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine, extra_configs, positive_int
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES
-from neuroloop.training.distributions import get_distribution
-from neuroloop.training.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
 
 EXTRA_CONFIG_KEYS = (
     "Brain",
@@ -198,44 +194,6 @@ def _input_shapes(value: Any, context: str) -> dict[str, tuple[int, ...]]:
             )
         shapes[name] = tuple(shape)
     return shapes
-
-
-def _load_builder(spec: str, base: Path, context: str) -> Callable[..., Brain]:
-    """The builder function named by ``"path/to/file.py:function"``."""
-    file_name, _, function_name = spec.rpartition(":")
-    if not file_name.endswith(".py") or not function_name.isidentifier():
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.Brain to be a registered brain "
-            f"{list(brains.known_brains())} or 'path/to/file.py:builder_function'. "
-            f"Received: Brain={spec!r}"
-        )
-    path = Path(file_name) if Path(file_name).is_absolute() else base / file_name
-    path = path.resolve()
-    if not path.is_file():
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.Brain to name an existing .py file. "
-            f"Received: {path}"
-        )
-    module_name = f"neuroloop_brain_{hashlib.sha1(str(path).encode()).hexdigest()[:16]}"
-    module = sys.modules.get(module_name)
-    if module is None:
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ValueError(f"{context}: cannot load brain file {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except BaseException:
-            del sys.modules[module_name]
-            raise
-    builder = getattr(module, function_name, None)
-    if not callable(builder):
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.Brain to name a function in {path}. "
-            f"Received: {function_name!r}"
-        )
-    return builder
 
 
 def _set_threads(threads: int, log: logging.Logger) -> None:
@@ -462,37 +420,22 @@ class KerasBrainEngine(Engine):
             extra.get("DistributionOptions", {}), context, "DistributionOptions"
         )
         spec = extra["Brain"]
-        if not isinstance(spec, str) or not spec:
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs.Brain to be a registered brain "
-                f"{list(brains.known_brains())} or 'path/to/file.py:builder_function'. "
-                f"Received: Brain={spec!r}"
-            )
-        registered = spec in brains.known_brains()
-        builder = None if registered else _load_builder(spec, self._base, context)
         try:
-            distribution = get_distribution(dist_name, action_dim, **dist_options)
-            if builder is None:
-                brain = build_brain(
-                    spec,
-                    input_shapes=self._shapes,
-                    action_dim=action_dim,
-                    distribution=distribution,
-                    **options,
-                )
-            else:
-                brain = builder(self._shapes, distribution, **options)
+            brain = build_brain(
+                spec,
+                input_shapes=self._shapes,
+                action_dim=action_dim,
+                distribution=dist_name,
+                distribution_options=dist_options,
+                base=self._base,
+                **options,
+            )
         except (TypeError, ValueError) as error:
             raise ValueError(
                 f"{context}: cannot build brain {spec!r} (BrainOptions={dict(options)}, "
                 f"Distribution={dist_name!r}, DistributionOptions={dict(dist_options)}). "
                 f"Received: {error}"
             ) from None
-        if not isinstance(brain, Brain):
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs.Brain's builder to return a Brain. "
-                f"Received: {type(brain).__name__}"
-            )
         used = {tensor.name for tensor in brain.joint.inputs} & set(MODALITIES)
         if used != set(self._shapes):
             raise ValueError(

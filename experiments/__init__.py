@@ -4,7 +4,7 @@ Tasks (``get_task(name)``): ``reach``, ``freereach``, ``manipulate_block``; see
 ``experiments.base`` for the task API.
 """
 
-from experiments.base import GoalProgress, GoalStep, Task, total_reward
-from experiments.registry import TASKS, get_task
+from neuroloop.plugins.experiments.base import GoalProgress, GoalStep, Task, total_reward
+from neuroloop.plugins.experiments.registry import TASKS, get_task
 
 __all__ = ["TASKS", "GoalProgress", "GoalStep", "Task", "get_task", "total_reward"]

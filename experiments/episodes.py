@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from experiments.base import GoalProgress, State, Task, total_reward
+from neuroloop.plugins.experiments.base import GoalProgress, State, Task, total_reward
 
 
 @dataclass(frozen=True)

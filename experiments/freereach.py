@@ -16,8 +16,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from experiments.base import RewardTerms, State, Task
-from experiments.reach import THUMB
+from neuroloop.plugins.experiments.base import RewardTerms, State, Task
+from neuroloop.plugins.experiments.reach import THUMB
 
 TARGET_FINGERS = 4
 """Fingers the thumb may have to meet: ff, mf, rf, lf (indices 0..3 of the fingertips)."""

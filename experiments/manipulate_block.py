@@ -21,8 +21,8 @@ from typing import ClassVar
 
 import numpy as np
 
-from experiments.base import GoalProgress, RewardTerms, State, Task
-from experiments.rotations import random_quaternions, rotation_distance
+from neuroloop.plugins.experiments.base import GoalProgress, RewardTerms, State, Task
+from neuroloop.plugins.experiments.rotations import random_quaternions, rotation_distance
 
 SUCCESS_ROTATION = 0.4
 """Success when the cube is within this rotation distance (rad) of the goal."""

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from experiments.base import RewardTerms, State, Task
+from neuroloop.plugins.experiments.base import RewardTerms, State, Task
 
 FINGERTIPS = 5
 """Fingertips in ``fingertip_positions``: ff, mf, rf, lf, th."""

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from experiments.base import Task
-from experiments.freereach import FreeReachTask
-from experiments.manipulate_block import ManipulateBlockTask
-from experiments.reach import ReachTask
+from neuroloop.plugins.experiments.base import Task
+from neuroloop.plugins.experiments.freereach import FreeReachTask
+from neuroloop.plugins.experiments.manipulate_block import ManipulateBlockTask
+from neuroloop.plugins.experiments.reach import ReachTask
 
 TASKS: dict[str, type[Task]] = {
     task.name: task for task in (ReachTask, FreeReachTask, ManipulateBlockTask)

@@ -27,10 +27,10 @@ from typing import Any, SupportsFloat
 import gymnasium
 import numpy as np
 
+from neuroloop.brain.distributions import DEFAULT_N_BINS
 from neuroloop.config import load_config
 from neuroloop.datapack import DataPackIdentifier, DataPackValue
 from neuroloop.simulation import Simulation
-from neuroloop.training.distributions import DEFAULT_N_BINS
 from neuroloop.training.gather import REWARD, TERMINATED, TRUNCATED
 
 ACTION = "action"

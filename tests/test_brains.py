@@ -10,16 +10,17 @@ import keras
 import numpy as np
 import pytest
 
-from brains import Brain, build_brain, known_brains
-from brains.blocks import RunningNormalization
-from neuroloop.sensation import Sensation
-from neuroloop.training.distributions import GaussianDistribution
-from neuroloop.training.normalization import (
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.distributions import GaussianDistribution
+from neuroloop.brain.layers import RunningNormalization
+from neuroloop.brain.loading import build_brain, known_brains
+from neuroloop.brain.normalization import (
     NORMALIZATION_CLIP,
     NORMALIZATION_EPSILON,
     RunningMeanStd,
 )
-from neuroloop.training.weights import assign_flat_weights, flat_weights
+from neuroloop.brain.weights import assign_flat_weights, flat_weights
+from neuroloop.sensation import Sensation
 
 BATCH = 3
 TIME = 4

@@ -133,7 +133,7 @@ def test_defaults_are_filled_from_the_schema(tmp_path: Path) -> None:
     assert (config.functions, config.status_function, config.external_processes) == ((), None, ())
     engine = config.engine("env")
     assert engine.timestep_ns == 10_000_000
-    assert engine.engine_class == "engines.gymnasium_engine:GymnasiumEngine"
+    assert engine.engine_class == "neuroloop.plugins.engines.gymnasium_engine:GymnasiumEngine"
     assert (engine.python_file, engine.world_file) == (None, None)
     assert (engine.proc_cmd, engine.proc_start_params, engine.env_params) == ("", (), ())
     assert (engine.launch_type, engine.server_address) == ("BasicFork", "")
@@ -147,9 +147,9 @@ def test_defaults_are_filled_from_the_schema(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("engine_type", "engine_class"),
     [
-        ("gymnasium", "engines.gymnasium_engine:GymnasiumEngine"),
-        ("mujoco", "engines.mujoco_engine:MujocoEngine"),
-        ("keras_brain", "engines.keras_brain:KerasBrainEngine"),
+        ("gymnasium", "neuroloop.plugins.engines.gymnasium_engine:GymnasiumEngine"),
+        ("mujoco", "neuroloop.plugins.engines.mujoco_engine:MujocoEngine"),
+        ("keras_brain", "neuroloop.plugins.engines.keras_brain:KerasBrainEngine"),
     ],
 )
 def test_engine_class_defaults_depend_on_engine_type(

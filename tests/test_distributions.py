@@ -12,7 +12,7 @@ import scipy.optimize
 import scipy.stats
 import tensorflow as tf
 
-from neuroloop.training.distributions import (
+from neuroloop.brain.distributions import (
     BETA_ACTION_EPSILON,
     DEFAULT_N_BINS,
     BetaDistribution,

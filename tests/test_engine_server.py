@@ -11,11 +11,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from engines.gymnasium_engine import GymnasiumEngine
 from neuroloop.client import EngineClient
 from neuroloop.engine import Engine, load_engine_class
 from neuroloop.errors import EngineError
 from neuroloop.launcher import Launcher
+from neuroloop.plugins.engines.gymnasium_engine import GymnasiumEngine
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol import engine_pb2_grpc as pb_grpc
@@ -142,7 +142,10 @@ def test_engine_time_going_backwards_is_rejected(client: EngineClient) -> None:
 
 
 def test_load_engine_class_by_module_file_and_bare_file() -> None:
-    assert load_engine_class("engines.gymnasium_engine:GymnasiumEngine") is GymnasiumEngine
+    assert (
+        load_engine_class("neuroloop.plugins.engines.gymnasium_engine:GymnasiumEngine")
+        is GymnasiumEngine
+    )
     assert load_engine_class("tests.fixtures.clock_engine:ClockEngine") is ClockEngine
     by_file = load_engine_class(f"{FIXTURES / 'clock_engine.py'}:ClockEngine")
     assert by_file.__name__ == "ClockEngine" and issubclass(by_file, Engine)
@@ -190,7 +193,10 @@ def test_a_bare_file_needs_exactly_one_engine_subclass(
     [
         ("numpy:ndarray", "expected a subclass of neuroloop.engine.Engine. Received: <class"),
         ("tests.processes:FIXTURES", "expected a subclass of neuroloop.engine.Engine"),
-        ("engines.gymnasium_engine:Nope", "expected engines.gymnasium_engine to define Nope"),
+        (
+            "neuroloop.plugins.engines.gymnasium_engine:Nope",
+            "expected neuroloop.plugins.engines.gymnasium_engine to define Nope",
+        ),
         ("neuroloop.engine:Engine", "does not implement datapack_names, get_datapack"),
         ("nonexistent.module:X", "expected an importable module. Received: No module named"),
         ("/nonexistent/engine.py:X", "expected an existing .py file"),

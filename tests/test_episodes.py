@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.episodes import TaskEpisodes
-from experiments.registry import get_task
+from neuroloop.plugins.experiments.episodes import TaskEpisodes
+from neuroloop.plugins.experiments.registry import get_task
 
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
 PALM = np.array([1.0, 0.9, 0.2])
@@ -88,7 +88,7 @@ def test_episode_steps_must_be_positive() -> None:
 
 
 def test_the_summary_covers_the_most_recent_episodes() -> None:
-    from experiments.episodes import RECENT_EPISODES, EpisodeRecord
+    from neuroloop.plugins.experiments.episodes import RECENT_EPISODES, EpisodeRecord
 
     record = EpisodeRecord()
     for k in range(RECENT_EPISODES + 50):

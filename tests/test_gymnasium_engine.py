@@ -10,9 +10,9 @@ import gymnasium
 import numpy as np
 import pytest
 
-from engines.gymnasium_engine import GymnasiumEngine
 from neuroloop.engine import EngineHost
 from neuroloop.errors import EngineError
+from neuroloop.plugins.engines.gymnasium_engine import GymnasiumEngine
 from neuroloop.simulation import Simulation
 
 PENDULUM = Path(__file__).resolve().parents[1] / "simulation_configs" / "pendulum_pd.json"

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from engines.keras_brain import KerasBrainEngine, flat_weights
 from neuroloop.engine import EngineHost
+from neuroloop.plugins.engines.keras_brain import KerasBrainEngine, flat_weights
 
 NAME = "brain"
 WORLDS = 3
@@ -293,7 +293,7 @@ def test_brain_builder_from_a_file(tmp_path: Path) -> None:
     (tmp_path / "my_brain.py").write_text(
         textwrap.dedent(
             """
-            from brains.mlp import build_mlp
+            from neuroloop.plugins.brains.mlp import build_mlp
 
             def small(input_shapes, distribution, width=4):
                 return build_mlp(input_shapes, distribution, hidden_units=(width,))

@@ -15,7 +15,8 @@ import mujoco
 import numpy as np
 import pytest
 
-from engines.mujoco_engine import (
+from neuroloop.engine import EngineHost
+from neuroloop.plugins.engines.mujoco_engine import (
     INITIAL_JOINT_NOISE,
     MujocoEngine,
     PhysicsError,
@@ -23,7 +24,6 @@ from engines.mujoco_engine import (
     shipped_model_folder,
     shipped_models,
 )
-from neuroloop.engine import EngineHost
 
 HAND_MODELS = ("reach", "manipulate_block", "manipulate_block_touch_sensors")
 CONTROL_DT_S = 0.02
@@ -360,7 +360,7 @@ def test_contact_overflow_is_logged_not_raised(
 CAMERA_SCRIPT = textwrap.dedent(
     """
     import json
-    from engines.mujoco_engine import MujocoEngine
+    from neuroloop.plugins.engines.mujoco_engine import MujocoEngine
     from neuroloop.errors import EngineError
 
     engine = MujocoEngine("physics")

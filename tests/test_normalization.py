@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from neuroloop.training.normalization import RunningMeanStd
+from neuroloop.brain.normalization import RunningMeanStd
 
 EXACT = 1e-12
 EPSILON = 1e-8

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from experiments.rotations import quat_from_axis_angle, quat_mul
-from neuroloop.sensation import Sensation
-from transceivers.shadow_hand import (
+from neuroloop.plugins.experiments.rotations import quat_from_axis_angle, quat_mul
+from neuroloop.plugins.transceivers.shadow_hand import (
     action_to_ctrl,
     beta_to_ctrl,
     bins_to_ctrl,
@@ -15,6 +14,7 @@ from transceivers.shadow_hand import (
     has_object,
     sensation_from_physics,
 )
+from neuroloop.sensation import Sensation
 
 # The Shadow Hand's first four actuator ranges, with awkward decimals on purpose.
 CTRLRANGE = np.array([[-0.489, 0.14], [-0.698, 0.489], [0.0, 1.571], [-1.571, 0.0]])

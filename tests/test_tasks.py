@@ -5,25 +5,30 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engines.mujoco_engine import MujocoEngine
-from experiments import GoalProgress, get_task, total_reward
-from experiments.freereach import ZONE_RADIUS, FreeReachTask
-from experiments.manipulate_block import (
+from neuroloop.engine import EngineHost
+from neuroloop.plugins.engines.mujoco_engine import MujocoEngine
+from neuroloop.plugins.experiments import GoalProgress, get_task, total_reward
+from neuroloop.plugins.experiments.freereach import ZONE_RADIUS, FreeReachTask
+from neuroloop.plugins.experiments.manipulate_block import (
     DROP_DEPTH,
     GOAL_TIMEOUT_S,
     MAX_GOALS,
     SUCCESS_ROTATION,
     ManipulateBlockTask,
 )
-from experiments.reach import MEETING_GAP, MEETING_POINT_OFFSET, SUCCESS_DISTANCE, ReachTask
-from experiments.rotations import (
+from neuroloop.plugins.experiments.reach import (
+    MEETING_GAP,
+    MEETING_POINT_OFFSET,
+    SUCCESS_DISTANCE,
+    ReachTask,
+)
+from neuroloop.plugins.experiments.rotations import (
     quat_difference,
     quat_from_axis_angle,
     quat_mul,
     random_quaternions,
     rotation_distance,
 )
-from neuroloop.engine import EngineHost
 
 X_AXIS = np.array([1.0, 0.0, 0.0])
 Z_AXIS = np.array([0.0, 0.0, 1.0])

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from brains import Brain, build_brain
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.loading import build_brain
 from neuroloop.training.losses import ppo_loss
 from neuroloop.training.tbptt import Chunks, forward_chunks, make_chunks, minibatches
 

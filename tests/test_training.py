@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from engines.keras_brain import KerasBrainEngine
+from neuroloop.brain.weights import flatten
 from neuroloop.errors import ConfigError
+from neuroloop.plugins.engines.keras_brain import KerasBrainEngine
 from neuroloop.training.checkpoint import load_checkpoint
 from neuroloop.training.recipe import load_recipe
-from neuroloop.training.weights import flatten
 
 REPO = Path(__file__).resolve().parents[1]
 PENDULUM = REPO / "experiments" / "pendulum.yaml"

@@ -1,6 +1,6 @@
 """Functions of simulation_configs/shadow_hand_freereach.json: the free reach task's loop."""
 
-from transceivers.shadow_hand_loop import HandTaskLoop
+from neuroloop.plugins.transceivers.shadow_hand_loop import HandTaskLoop
 
 EPISODE_STEPS = 50
 """Control steps per episode: 2 s at the config's 0.04 s control timestep."""

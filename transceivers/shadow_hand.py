@@ -26,7 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from experiments.rotations import quat_difference
+from neuroloop.plugins.experiments.rotations import quat_difference
 
 BETA = "beta"
 """Distribution name of a Beta policy head (samples in [0, 1])."""

@@ -29,8 +29,6 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from experiments.episodes import StepOutcome, TaskEpisodes
-from experiments.registry import get_task
 from neuroloop.datapack import DataPack, DataPackIdentifier
 from neuroloop.functions import (
     DataPackFunction,
@@ -42,7 +40,9 @@ from neuroloop.functions import (
     StatusFunction,
     TransceiverFunction,
 )
-from transceivers.shadow_hand import action_to_ctrl, sensation_from_physics
+from neuroloop.plugins.experiments.episodes import StepOutcome, TaskEpisodes
+from neuroloop.plugins.experiments.registry import get_task
+from neuroloop.plugins.transceivers.shadow_hand import action_to_ctrl, sensation_from_physics
 
 PHYSICS_STATE = (
     "joint_positions",

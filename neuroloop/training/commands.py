@@ -115,9 +115,16 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
     trainer = Trainer(recipe, run_dir, resume=args.resume is not None, quiet=args.quiet)
     if comm.is_root:
         print(
-            f"neuroloop train: {recipe.name} -> {run_dir} ({comm.size} process(es))",
+            f"neuroloop train: {recipe.name} -> {run_dir} ({comm.size} process(es)), "
+            f"brain {recipe.brain}",
             file=sys.stderr,
         )
+        if recipe.config_brain is not None and recipe.config_brain != recipe.brain:
+            print(
+                f"neuroloop train: the recipe's brain {recipe.brain} replaces the simulation "
+                f"config's {recipe.config_brain}",
+                file=sys.stderr,
+            )
     records = trainer.train(between_cycles=between_cycles)
     if comm.is_root and records:
         last = records[-1]

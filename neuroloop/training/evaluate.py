@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 
+from neuroloop.brain.weights import flatten
 from neuroloop.errors import UsageError
 from neuroloop.simulation import Simulation
 from neuroloop.training.checkpoint import BEST, CHECKPOINTS, LATEST, TrainingState, load_checkpoint
 from neuroloop.training.gather import Gatherer, TrainingSignals
 from neuroloop.training.recipe import Recipe, load_recipe
 from neuroloop.training.trainer import RECIPE_FILE, episode_statistics
-from neuroloop.training.weights import flatten
 
 Z_95 = 1.959964
 """Two-sided 95% quantile of the standard normal distribution."""

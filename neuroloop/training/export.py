@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neuroloop.brain.weights import WEIGHTS_SUFFIX
 from neuroloop.errors import UsageError
 from neuroloop.training.evaluate import load_run
 from neuroloop.training.trainer import build_recipe_brain
-from neuroloop.training.weights import WEIGHTS_SUFFIX
 
 
 def export_weights(run_dir: Path, output: Path, which: str = "best") -> Path:

@@ -15,11 +15,16 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from neuroloop.brain.spec import absolute_spec, spec_problem
 from neuroloop.config import SimulationConfig, load_config, load_document
 from neuroloop.datapack import DataPackIdentifier
 from neuroloop.errors import ConfigError
 
 RECIPE_SCHEMA = "recipe"
+DEFAULT_BRAIN = "lstm"
+"""The brain when neither the recipe nor its config's brain engine names one."""
+DEFAULT_DISTRIBUTION = "beta"
+"""The distribution when neither the recipe nor its config's brain engine names one."""
 WORLD_ENGINE_TYPES = ("mujoco", "gymnasium", "keras_brain")
 """Engine types whose ``EngineExtraConfigs.Worlds`` the recipe's ``Worlds`` sets."""
 
@@ -67,9 +72,12 @@ class Recipe:
     brain_engine: str
     """The brain engine's name."""
     brain: str
-    """Registered brain builder."""
+    """The brain spec (a name, or a builder file spec made absolute)."""
     brain_options: Mapping[str, Any]
-    """Builder size options."""
+    """Builder options."""
+    config_brain: str | None
+    """The brain the simulation config's brain engine names (absolute builder file), if any:
+    the recipe trains ``brain`` in its place when the two differ."""
     distribution: str
     """Policy distribution."""
     distribution_options: Mapping[str, Any]
@@ -155,6 +163,10 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
             ConfigError(str(path), "Simulation", "an existing simulation config", str(simulation))
         )
     document["Simulation"] = str(simulation)
+    config_brain = _fill_brain(
+        document, file.parent, load_config(simulation, document["SimulationOverrides"])
+    )
+    _check_brain(document, path, config_brain)
     ppo = document["PPO"]
     signals = document["Signals"]
     return Recipe(
@@ -165,6 +177,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         brain_engine=document["BrainEngine"],
         brain=document["Brain"],
         brain_options=MappingProxyType(document["BrainOptions"]),
+        config_brain=config_brain,
         distribution=document["Distribution"],
         distribution_options=MappingProxyType(document["DistributionOptions"]),
         worlds=document["Worlds"],
@@ -194,3 +207,45 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         metric=document["Metric"],
         document=MappingProxyType(document),
     )
+
+
+def _fill_brain(document: dict[str, Any], directory: Path, config: SimulationConfig) -> str | None:
+    """Take the brain the recipe leaves open (``null``) from the config's brain engine.
+
+    A builder file is made absolute, relative to the file that names it, so the brain engine
+    and the trainer build the same brain.
+
+    Returns:
+        The config's brain spec (absolute), or ``None`` if its brain engine names none.
+    """
+    engine = next((e for e in config.engines if e.name == document["BrainEngine"]), None)
+    extra = dict(engine.extra) if engine is not None else {}
+    config_brain = extra.get("Brain")
+    if isinstance(config_brain, str):
+        config_brain = absolute_spec(config_brain, config.directory)
+    if document["Brain"] is None:
+        document["Brain"] = config_brain or DEFAULT_BRAIN
+        if document["BrainOptions"] is None:
+            document["BrainOptions"] = extra.get("BrainOptions") or {}
+    else:
+        document["Brain"] = absolute_spec(document["Brain"], directory)
+    if document["Distribution"] is None:
+        document["Distribution"] = extra.get("Distribution") or DEFAULT_DISTRIBUTION
+        if document["DistributionOptions"] is None:
+            document["DistributionOptions"] = extra.get("DistributionOptions") or {}
+    document["BrainOptions"] = document["BrainOptions"] or {}
+    document["DistributionOptions"] = document["DistributionOptions"] or {}
+    return config_brain
+
+
+def _check_brain(document: Mapping[str, Any], path: str | Path, config_brain: str | None) -> None:
+    """Raise ``ConfigError`` naming where the brain came from if it cannot be found."""
+    problem = spec_problem(document["Brain"])
+    if problem is not None:
+        where = "Brain" if document["Brain"] != config_brain else "Brain (from the config)"
+        raise ConfigError(
+            str(path),
+            where,
+            "an installed brain, 'path/to/file.py:builder' or 'module:builder'",
+            f"Brain={document['Brain']!r}: {problem}",
+        )

@@ -28,7 +28,7 @@ import numpy as np
 if TYPE_CHECKING:
     import tensorflow as tf
 
-    from brains.registry import Brain
+    from neuroloop.brain.contract import Brain
 
 DEFAULT_CHUNK_LEN = 16
 """Steps per TBPTT chunk."""

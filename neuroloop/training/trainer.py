@@ -18,7 +18,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from brains.registry import Brain, build_brain
+from neuroloop.brain.contract import Brain
+from neuroloop.brain.loading import build_brain
+from neuroloop.brain.normalization import (
+    NORMALIZATION_EPSILON,
+    REWARD_CLIP,
+    RunningMeanStd,
+)
+from neuroloop.brain.weights import assign_flat_weights, flat_weights
 from neuroloop.simulation import Simulation
 from neuroloop.training.advantages import compute_gae
 from neuroloop.training.checkpoint import (
@@ -34,14 +41,8 @@ from neuroloop.training.gather import Gatherer, Rollout, TrainingSignals
 from neuroloop.training.losses import ppo_loss
 from neuroloop.training.monitor import Monitor, peak_memory_mib
 from neuroloop.training.mpi import Communicator, get_communicator
-from neuroloop.training.normalization import (
-    NORMALIZATION_EPSILON,
-    REWARD_CLIP,
-    RunningMeanStd,
-)
 from neuroloop.training.recipe import Recipe
 from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
-from neuroloop.training.weights import assign_flat_weights, flat_weights
 
 RECIPE_FILE = "recipe.json"
 RETURNS = "returns"

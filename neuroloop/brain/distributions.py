@@ -43,7 +43,7 @@ import tensorflow as tf
 
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
-        "neuroloop.training.distributions needs the TensorFlow Keras backend. "
+        "neuroloop.brain.distributions needs the TensorFlow Keras backend. "
         f"Received: KERAS_BACKEND={keras.backend.backend()!r}"
     )
 

@@ -1,9 +1,4 @@
-"""The brain registry: ``Brain`` (policy, value and joint Keras models) and ``build_brain``.
-
-A brain builder is a function
-``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain`` registered
-with ``@register_brain("name")``. ``build_brain`` validates what every builder relies on
-(modality names and per-step shapes, the distribution) before calling it.
+"""The brain contract: ``Brain``, policy, value and joint Keras models built together.
 
 Model contract, for every brain (``B`` batch, ``T`` time, ``A`` action_dim):
 
@@ -17,39 +12,32 @@ Model contract, for every brain (``B`` batch, ``T`` time, ``A`` action_dim):
 - Pass exactly a model's input names (``Brain.select_inputs``): Keras matches dict inputs
   by order, so extra keys silently shift them.
 - Observation normalization lives inside the models: ``RunningNormalization`` layers
-  (``brains.blocks``) listed in ``Brain.input_normalizers``, set with
+  (``neuroloop.brain.layers``) listed in ``Brain.input_normalizers``, set with
   ``Brain.set_input_statistics``; feed raw observations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import keras
 import numpy as np
 
-from neuroloop.sensation import BATCHED_RANKS, MODALITIES, POLICY_MODALITIES
-from neuroloop.training.distributions import Distribution, get_distribution
-from neuroloop.training.normalization import RunningMeanStd
+from neuroloop.brain.distributions import Distribution
+from neuroloop.brain.normalization import RunningMeanStd
+from neuroloop.sensation import MODALITIES
 
 if TYPE_CHECKING:
-    from brains.blocks import RunningNormalization
+    from neuroloop.brain.layers import RunningNormalization
 
 STATE_DTYPE = np.float32
 """dtype of recurrent state arrays from ``Brain.initial_state``."""
 
 
-BrainBuilder: TypeAlias = Callable[..., "Brain"]
-"""``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain``."""
-
 InputStatistics: TypeAlias = RunningMeanStd | tuple[Any, Any]
 """A modality's observation statistics: a ``RunningMeanStd`` or ``(mean [n], var [n])``."""
-
-BuilderT = TypeVar("BuilderT", bound=BrainBuilder)
-
-_BRAINS: dict[str, BrainBuilder] = {}
 
 
 def _input_names(model: keras.Model) -> tuple[str, ...]:
@@ -65,7 +53,7 @@ class Brain:
     """
 
     name: str
-    """Registry name of the builder, e.g. ``"lstm"``."""
+    """The builder's name or spec, e.g. ``"lstm"`` or ``"my_brain.py:build"``."""
     policy: keras.Model
     """Modalities (no ``asymmetric``) and policy state in; distribution parameters and
     policy state out."""
@@ -207,116 +195,3 @@ class Brain:
                 f"Received: keys={sorted(values)}"
             )
         return {name: keras.ops.convert_to_tensor(values[name]) for name in names}
-
-
-def register_brain(name: str) -> Callable[[BuilderT], BuilderT]:
-    """Register a brain builder under ``name``.
-
-    Args:
-        name: The name configs and ``build_brain`` use.
-
-    Raises:
-        ValueError: If ``name`` is already registered.
-    """
-
-    def decorator(builder: BuilderT) -> BuilderT:
-        if name in _BRAINS:
-            raise ValueError(f"Brain {name!r} is already registered.")
-        _BRAINS[name] = builder
-        return builder
-
-    return decorator
-
-
-def known_brains() -> tuple[str, ...]:
-    """Names of the registered brains, sorted."""
-    return tuple(sorted(_BRAINS))
-
-
-def _validate_input_shapes(
-    input_shapes: Mapping[str, tuple[int, ...]],
-) -> dict[str, tuple[int, ...]]:
-    """Check modality names and per-step shapes; return them as tuples of ints.
-
-    Raises:
-        ValueError: If a name is not a modality, a shape has the wrong rank or a
-            non-positive size, or no modality is left for the policy.
-    """
-    unknown = sorted(set(input_shapes) - set(MODALITIES))
-    if unknown:
-        raise ValueError(
-            f"build_brain: input names must be Sensation modalities {list(MODALITIES)}. "
-            f"Received: {unknown}"
-        )
-    shapes = {}
-    for name in MODALITIES:
-        if name not in input_shapes:
-            continue
-        shape = tuple(input_shapes[name])
-        rank = BATCHED_RANKS[name] - 1
-        if len(shape) != rank or not all(isinstance(size, int) and size > 0 for size in shape):
-            raise ValueError(
-                f"build_brain: input_shapes[{name!r}] must be {rank} positive ints per step "
-                f"(no batch or time axis). Received: {name}={input_shapes[name]!r}"
-            )
-        shapes[name] = shape
-    if not any(name in shapes for name in POLICY_MODALITIES):
-        raise ValueError(
-            f"build_brain: the policy needs at least one of {list(POLICY_MODALITIES)}. "
-            f"Received: input_shapes={dict(input_shapes)}"
-        )
-    return shapes
-
-
-def build_brain(
-    name: str,
-    *,
-    input_shapes: Mapping[str, tuple[int, ...]],
-    action_dim: int,
-    distribution: str | Distribution = "beta",
-    distribution_options: Mapping[str, Any] | None = None,
-    normalize_inputs: bool = True,
-    **options: Any,
-) -> Brain:
-    """Build a registered brain.
-
-    Args:
-        name: Registry name (``known_brains()``), e.g. ``"mlp"``, ``"lstm"``, ``"gru"``,
-            ``"wide"``.
-        input_shapes: Per-step shape of each modality input, without batch or time axis:
-            ``(H, W, C)`` for vision, ``(n,)`` for the others.
-        action_dim: Number of action dimensions (joints).
-        distribution: A distribution name (``"beta"``, ``"gaussian"``,
-            ``"multicategorical"``) or a ``Distribution`` with the same ``action_dim``.
-        distribution_options: Options for ``get_distribution`` when ``distribution`` is a
-            name, e.g. ``{"n_bins": 11}``.
-        normalize_inputs: Normalize every non-vision modality input with running
-            statistics inside the brain (``Brain.set_input_statistics``).
-        **options: Builder options, e.g. layer sizes (see each builder).
-
-    Raises:
-        ValueError: If ``name`` is unknown, the shapes are invalid, or the distribution
-            does not match ``action_dim``.
-        TypeError: If an option does not belong to the builder.
-    """
-    if name not in _BRAINS:
-        raise ValueError(
-            f"Unknown brain; expected one of {list(known_brains())}. Received: name={name!r}"
-        )
-    shapes = _validate_input_shapes(input_shapes)
-    if isinstance(distribution, Distribution):
-        if distribution_options:
-            raise ValueError(
-                "build_brain: `distribution_options` only apply to a distribution name. "
-                f"Received: distribution={distribution!r}, "
-                f"distribution_options={dict(distribution_options)}"
-            )
-        if distribution.action_dim != action_dim:
-            raise ValueError(
-                "build_brain: the distribution's action_dim must equal `action_dim`. "
-                f"Received: action_dim={action_dim}, distribution={distribution!r}"
-            )
-        dist = distribution
-    else:
-        dist = get_distribution(distribution, action_dim, **(distribution_options or {}))
-    return _BRAINS[name](shapes, dist, normalize_inputs=normalize_inputs, **options)
