@@ -101,7 +101,7 @@ import numpy as np
 import tensorflow as tf
 
 from neuroloop.brain.contract import Brain
-from neuroloop.brain.loading import build_brain
+from neuroloop.brain.loading import build_brain, known_brains
 from neuroloop.brain.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
 from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine, extra_configs, positive_int
@@ -420,6 +420,11 @@ class KerasBrainEngine(Engine):
             extra.get("DistributionOptions", {}), context, "DistributionOptions"
         )
         spec = extra["Brain"]
+        if not isinstance(spec, str) or (":" not in spec and spec not in known_brains()):
+            raise ValueError(
+                f"{context}: expected EngineExtraConfigs.Brain to be a registered brain "
+                f"{list(known_brains())} or 'path/to/file.py:builder'. Received: Brain={spec!r}"
+            )
         try:
             brain = build_brain(
                 spec,

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from neuroloop.errors import NeuroloopError, UsageError
+from neuroloop.shipped import CONFIG, KINDS, resolve, shipped, shipped_root
 
 if TYPE_CHECKING:
     from neuroloop.recording import DataPackRecorder
@@ -80,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="run a simulation config (JSON or YAML)")
-    run.add_argument("config", help="simulation config file")
+    run.add_argument("config", help="simulation config file, or a shipped one's name")
     run.add_argument(
         "-o",
         "--override",
@@ -113,6 +114,11 @@ def _parser() -> argparse.ArgumentParser:
     engine.add_argument("--parent-pid", type=int, help="exit when this process is gone")
     engine.set_defaults(handler=_engine)
 
+    listing = commands.add_parser(
+        "list", help="list the simulation configs, recipes and weights that ship"
+    )
+    listing.set_defaults(handler=_list)
+
     from neuroloop.training.commands import add_commands
 
     add_commands(commands, INTERRUPTS.check)
@@ -143,6 +149,15 @@ def _engine(args: argparse.Namespace) -> int:
     return 0
 
 
+def _list(args: argparse.Namespace) -> int:
+    root = shipped_root()
+    for kind in KINDS:
+        print(f"{kind.plural} ({root / kind.folder}):")
+        for name in shipped(kind):
+            print(f"  {name}")
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     from neuroloop.recording import DataPackRecorder
     from neuroloop.simulation import Simulation
@@ -156,8 +171,9 @@ def _run(args: argparse.Namespace) -> int:
     progress = _Progress(quiet=args.quiet)
     started = time.perf_counter()
     try:
+        config = resolve(CONFIG, args.config)
         with Simulation.from_config(
-            args.config, args.override, recorder=recorder, seed=args.seed
+            config, args.override, recorder=recorder, seed=args.seed
         ) as sim:
             INTERRUPTS.check()
             progress.begin()

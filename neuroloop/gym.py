@@ -27,7 +27,7 @@ from typing import Any, SupportsFloat
 import gymnasium
 import numpy as np
 
-from neuroloop.brain.distributions import DEFAULT_N_BINS
+from neuroloop.brain.actions import get_actions
 from neuroloop.config import load_config
 from neuroloop.datapack import DataPackIdentifier, DataPackValue
 from neuroloop.simulation import Simulation
@@ -201,11 +201,5 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
 
 
 def _action_space(extra: Mapping[str, Any]) -> gymnasium.spaces.Space[np.ndarray]:
-    action_dim = int(extra["ActionDim"])
-    distribution = extra.get("Distribution", "beta")
-    if distribution == "beta":
-        return gymnasium.spaces.Box(0.0, 1.0, (action_dim,), np.float32)
-    if distribution == "gaussian":
-        return gymnasium.spaces.Box(-np.inf, np.inf, (action_dim,), np.float32)
-    bins = int(extra.get("DistributionOptions", {}).get("n_bins", DEFAULT_N_BINS))
-    return gymnasium.spaces.MultiDiscrete(np.full(action_dim, bins))
+    actions = get_actions(extra.get("Distribution", "beta"), extra.get("DistributionOptions"))
+    return actions.space(int(extra["ActionDim"]))

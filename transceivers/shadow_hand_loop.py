@@ -29,6 +29,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from neuroloop.brain.actions import get_actions
 from neuroloop.datapack import DataPack, DataPackIdentifier
 from neuroloop.functions import (
     DataPackFunction,
@@ -42,7 +43,7 @@ from neuroloop.functions import (
 )
 from neuroloop.plugins.experiments.episodes import StepOutcome, TaskEpisodes
 from neuroloop.plugins.experiments.registry import get_task
-from neuroloop.plugins.transceivers.shadow_hand import action_to_ctrl, sensation_from_physics
+from neuroloop.plugins.transceivers.shadow_hand import sensation_from_physics
 
 PHYSICS_STATE = (
     "joint_positions",
@@ -76,7 +77,7 @@ class HandTaskLoop:
         physics: The MuJoCo engine's name.
         brain: The brain engine's name.
         distribution: The brain's policy distribution (how to map its action to ``ctrl``).
-        n_bins: Bins per actuator of a multicategorical policy.
+        n_bins: Bins per actuator of a multicategorical policy (default: ``DEFAULT_N_BINS``).
         episode_steps: Control steps per episode (``None``: only the task ends episodes).
         seed: Seed of the goal sampler at every (re)start of the simulation; by default the
             seed is taken from the initial physics state, so a seeded reset of the engines
@@ -99,8 +100,7 @@ class HandTaskLoop:
         self.task = get_task(task_name)
         self.physics = physics
         self.brain = brain
-        self.distribution = distribution
-        self.n_bins = n_bins
+        self.actions = get_actions(distribution, None if n_bins is None else {"n_bins": n_bins})
         self.seed = seed
         # The control timestep is learnt from the loop's clock at the second observation.
         self.episodes = TaskEpisodes(
@@ -150,9 +150,7 @@ class HandTaskLoop:
         """The brain's action as actuator targets, and the worlds to reset."""
         datapacks = []
         if action.data is not None and ctrlrange.data is not None:
-            ctrl = action_to_ctrl(
-                self.distribution, np.asarray(action.data), ctrlrange.data, self.n_bins
-            )
+            ctrl = self.actions.to_control(action.data, ctrlrange.data)
             datapacks.append(DataPack("ctrl", self.physics, ctrl))
         if reset_worlds.data is not None:
             datapacks.append(DataPack("reset_worlds", self.physics, reset_worlds.data))

@@ -41,6 +41,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from neuroloop.brain.actions import DEFAULT_N_BINS, Actions, get_actions
+
 if keras.backend.backend() != "tensorflow":
     raise ImportError(
         "neuroloop.brain.distributions needs the TensorFlow Keras backend. "
@@ -58,9 +60,6 @@ BETA_ACTION_EPSILON = 1e-6
 
 BETA_CONCENTRATION_OFFSET = 1.0
 """Added to softplus so Beta concentrations exceed 1 and the density is unimodal."""
-
-DEFAULT_N_BINS = 11
-"""Bins per joint of the multicategorical distribution."""
 
 DEFAULT_INITIAL_LOG_STD = 0.0
 """Initial state-independent log standard deviation of the Gaussian (std = 1)."""
@@ -256,6 +255,10 @@ class Distribution(abc.ABC):
     def get_config(self) -> dict[str, Any]:
         """Keyword arguments that rebuild this distribution with ``get_distribution``."""
         return {"action_dim": self.action_dim}
+
+    def actions(self) -> Actions:
+        """What this distribution's samples mean: their space and their actuator targets."""
+        return get_actions(self.name, self.get_config())
 
     def _params(self, params: Params) -> tuple[tf.Tensor, ...]:
         """Return this distribution's parameters from ``params`` as float tensors, in order.

@@ -1,7 +1,7 @@
 """Finding and building brains: a registered name, ``file.py:builder`` or ``module:builder``.
 
-A brain builder is a function
-``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain``. The brains
+A brain builder is a function ``builder(input_shapes, distribution, **options) -> Brain``;
+the built-in ones take ``normalize_inputs`` among their options. The brains
 that ship with neuroloop are entry points of the group ``neuroloop.brains`` (an installed
 package can add its own the same way); ``register_brain`` adds one in this process.
 ``build_brain`` is the one way the brain engine, training, evaluation and export build a
@@ -19,11 +19,11 @@ from typing import Any, TypeAlias, TypeVar
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.distributions import Distribution, get_distribution
 from neuroloop.brain.spec import installed_brains
-from neuroloop.modules import load_object
+from neuroloop.modules import load_target, split_spec
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES, POLICY_MODALITIES
 
 BrainBuilder: TypeAlias = Callable[..., Brain]
-"""``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain``."""
+"""``builder(input_shapes, distribution, **options) -> Brain``."""
 
 BuilderT = TypeVar("BuilderT", bound=BrainBuilder)
 
@@ -66,10 +66,10 @@ def load_builder(spec: str, base: Path | None = None) -> BrainBuilder:
         ValueError: If the spec names no known brain or no callable.
     """
     if ":" in spec:
-        try:
-            builder = load_object(spec, base)
-        except ValueError as error:
-            raise ValueError(f"Brain {spec!r}: {error}") from None
+        target, name = split_spec(spec)
+        builder = getattr(load_target(target, base), name, None)
+        if not callable(builder):
+            raise ValueError(f"expected Brain to name a function in {target}. Received: {name!r}")
     elif spec in _REGISTERED:
         builder = _REGISTERED[spec]
     else:
@@ -81,7 +81,7 @@ def load_builder(spec: str, base: Path | None = None) -> BrainBuilder:
             )
         builder = point.load()
     if not callable(builder):
-        raise ValueError(f"Brain {spec!r}: expected a builder function. Received: {builder!r}")
+        raise ValueError(f"expected Brain to name a builder function. Received: {builder!r}")
     return builder
 
 
@@ -127,7 +127,6 @@ def build_brain(
     action_dim: int,
     distribution: str | Distribution = "beta",
     distribution_options: Mapping[str, Any] | None = None,
-    normalize_inputs: bool = True,
     base: Path | None = None,
     **options: Any,
 ) -> Brain:
@@ -143,10 +142,9 @@ def build_brain(
             ``"multicategorical"``) or a ``Distribution`` with the same ``action_dim``.
         distribution_options: Options for ``get_distribution`` when ``distribution`` is a
             name, e.g. ``{"n_bins": 11}``.
-        normalize_inputs: Normalize every non-vision modality input with running
-            statistics inside the brain (``Brain.set_input_statistics``).
         base: Folder a relative builder file is resolved against (the config's).
-        **options: Builder options, e.g. layer sizes (see each builder).
+        **options: Builder options, e.g. layer sizes or ``normalize_inputs`` (see each
+            builder).
 
     Raises:
         ValueError: If ``spec`` names no brain, the shapes are invalid, or the distribution
@@ -170,7 +168,7 @@ def build_brain(
         dist = distribution
     else:
         dist = get_distribution(distribution, action_dim, **(distribution_options or {}))
-    brain = builder(shapes, dist, normalize_inputs=normalize_inputs, **options)
+    brain = builder(shapes, dist, **options)
     if not isinstance(brain, Brain):
         raise ValueError(
             f"build_brain: expected the builder {spec!r} to return a neuroloop Brain. "

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from neuroloop.errors import UsageError
+from neuroloop.shipped import RECIPE, WEIGHTS, resolve
 
 RUNS = Path("runs")
 MPI_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -28,7 +29,7 @@ def add_commands(
         between_cycles: Called after every training cycle (raises to stop the run cleanly).
     """
     train = commands.add_parser("train", help="train a brain with PPO from a recipe (YAML)")
-    train.add_argument("recipe", nargs="?", help="training recipe file")
+    train.add_argument("recipe", nargs="?", help="training recipe file, or a shipped one's name")
     train.add_argument("--workers", type=int, default=1, help="gathering processes (MPI ranks)")
     train.add_argument("--cycles", type=int, help="gather-optimize cycles (overrides Cycles)")
     train.add_argument("--seed", type=int, help="run seed (overrides Seed)")
@@ -49,12 +50,12 @@ def add_commands(
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run's brain")
     evaluate.add_argument(
-        "source", type=Path, help="a training run directory, or a recipe given with --weights"
+        "source", help="a training run directory, or a recipe (file or shipped name) with --weights"
     )
     evaluate.add_argument(
         "--weights",
-        type=Path,
-        help="a .weights.h5 file (neuroloop export) to evaluate on the recipe's task",
+        help="a .weights.h5 file (neuroloop export) or shipped weights' name to evaluate on the "
+        "recipe's task",
     )
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes to evaluate")
     evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
@@ -100,7 +101,7 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
     elif args.recipe is None:
         raise UsageError("train: expected a recipe file or --resume RUN_DIR")
     else:
-        recipe_path = Path(args.recipe)
+        recipe_path = resolve(RECIPE, args.recipe)
     overrides = list(args.override)
     if args.cycles is not None:
         overrides.append(f"Cycles={args.cycles}")
@@ -150,8 +151,13 @@ def _relaunch_under_mpiexec(workers: int) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from neuroloop.training.evaluate import evaluate
 
+    source = Path(args.source)
+    weights = None
+    if args.weights is not None:
+        source = resolve(RECIPE, args.source)
+        weights = resolve(WEIGHTS, args.weights)
     result = evaluate(
-        args.source, args.episodes, args.deterministic, args.checkpoint, args.horizon, args.weights
+        source, args.episodes, args.deterministic, args.checkpoint, args.horizon, weights
     )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
