@@ -10,7 +10,7 @@ from neuroloop.config.model import (
     load_config,
     seconds_to_ns,
 )
-from neuroloop.config.schema import SIMULATION_SCHEMA
+from neuroloop.config.schema import SIMULATION_SCHEMA, engine_extra_configs
 from neuroloop.config.text import JsonPath
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "FunctionConfig",
     "JsonPath",
     "SimulationConfig",
+    "engine_extra_configs",
     "load_config",
     "load_document",
     "seconds_to_ns",

@@ -9,9 +9,10 @@
     config.engine("physics").timestep_ns  # 2_000_000
 
 The document is checked against ``schemas/simulation.schema.json`` (which also supplies every
-default), then for what a schema cannot say (unique names, existing files). Every mistake
-raises ``ConfigError`` naming the file, the JSON path of the key, what was expected and what
-was received.
+default), each engine's ``EngineExtraConfigs`` against the schema beside its engine module
+(if it has one, see ``neuroloop.config.schema``), then for what a schema cannot say (unique
+names, existing files). Every mistake raises ``ConfigError`` naming the file, the JSON path of
+the key, what was expected and what was received.
 """
 
 from __future__ import annotations
@@ -26,7 +27,12 @@ from types import MappingProxyType
 from typing import Any
 
 from neuroloop.config.document import load_document
-from neuroloop.config.schema import SIMULATION_SCHEMA
+from neuroloop.config.schema import (
+    EXTRA_CONFIGS,
+    SIMULATION_SCHEMA,
+    check_engine_extra,
+    engine_module_file,
+)
 from neuroloop.config.text import JsonPath, format_path, leaf, show
 from neuroloop.errors import ConfigError
 
@@ -181,8 +187,9 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationCo
 
     Raises:
         ConfigError: If the file cannot be read or parsed, an override does not fit the
-            document, the result breaks the schema, two engines or functions share a name,
-            or a referenced file does not exist.
+            document, the result breaks the schema (or an engine's settings break its
+            engine's schema), two engines or functions share a name, or a referenced file
+            does not exist.
     """
     file = Path(path)
     label = str(path)
@@ -190,6 +197,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationCo
     try:
         _check_unique_names(document, label)
         _resolve_files(document, file.resolve().parent, label)
+        _check_engine_extras(document, label)
         return _build(document, file.resolve(), label)
     except ConfigError as error:
         raise blame(error) from None
@@ -237,6 +245,15 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
         status = document["StatusFunction"]
         where = ("StatusFunction", "FileName")
         status["FileName"] = _existing_file(status["FileName"], directory, label, where)
+
+
+def _check_engine_extras(document: dict[str, Any], label: str) -> None:
+    """Check each engine's ``EngineExtraConfigs`` against its engine's schema, filling defaults."""
+    for index, engine in enumerate(document["EngineConfigs"]):
+        module_file = engine_module_file(engine["EngineClass"])
+        if module_file is not None:
+            where = ("EngineConfigs", index, EXTRA_CONFIGS)
+            check_engine_extra(engine[EXTRA_CONFIGS], module_file, label, where)
 
 
 def _existing_file(value: str, directory: Path, label: str, where: JsonPath) -> str:

@@ -1,14 +1,23 @@
-"""JSON Schema validation with one-line errors, key suggestions and default filling."""
+"""JSON Schema validation with one-line errors, key suggestions and default filling.
+
+Besides the bundled schemas, an engine module ``X.py`` may declare the JSON Schema of its
+``EngineExtraConfigs`` in a sibling file ``X.schema.json``: the config loader checks an engine's
+settings against it without importing the engine, and an engine initialized without the loader
+calls :func:`engine_extra_configs` with its own ``__file__``.
+"""
 
 from __future__ import annotations
 
 import copy
 import difflib
 import functools
+import importlib.util
+import inspect
 import json
 import math
 from collections.abc import Mapping, Sequence
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -18,6 +27,8 @@ from neuroloop.errors import ConfigError
 
 SIMULATION_SCHEMA = "simulation"
 """Name of the simulation config schema in ``neuroloop/schemas``."""
+SCHEMA_SUFFIX = ".schema.json"
+EXTRA_CONFIGS = "EngineExtraConfigs"
 
 _TYPE_NAMES = {
     "string": "a string",
@@ -32,8 +43,12 @@ _TYPE_NAMES = {
 
 @functools.cache
 def load_schema(name: str) -> dict[str, Any]:
-    """The bundled schema ``neuroloop/schemas/NAME.schema.json``, parsed once."""
-    text = (resources.files("neuroloop") / "schemas" / f"{name}.schema.json").read_text()
+    """A schema, parsed once: the file ``name`` if it ends in ``.schema.json`` (an engine's),
+    else the bundled ``neuroloop/schemas/NAME.schema.json``."""
+    if name.endswith(SCHEMA_SUFFIX):
+        text = Path(name).read_text(encoding="utf-8")
+    else:
+        text = (resources.files("neuroloop") / "schemas" / f"{name}{SCHEMA_SUFFIX}").read_text()
     schema: dict[str, Any] = json.loads(text)
     return schema
 
@@ -56,17 +71,24 @@ def _validator(name: str) -> jsonschema.protocols.Validator:
     return validator
 
 
-def validate(document: dict[str, Any], label: str, name: str) -> None:
-    """Raise ConfigError for the most relevant schema violation, if there is one."""
+def validate(document: Any, label: str, name: str, where: JsonPath = ()) -> None:
+    """Raise ConfigError for the most relevant schema violation, if there is one.
+
+    Args:
+        document: What to check against the schema.
+        label: The file (or context) the error names.
+        name: The schema, as for :func:`load_schema`.
+        where: The JSON path of ``document`` in its file; errors name paths below it.
+    """
     error = jsonschema.exceptions.best_match(_validator(name).iter_errors(document))
     if error is not None:
-        path, expected, received = _explain(error)
+        path, expected, received = _explain(error, where)
         raise ConfigError(label, format_path(path), expected, received)
 
 
-def _explain(error: jsonschema.ValidationError) -> tuple[JsonPath, str, str]:
+def _explain(error: jsonschema.ValidationError, where: JsonPath) -> tuple[JsonPath, str, str]:
     """Say where a schema violation is, what the schema expects there, and what is there."""
-    path: JsonPath = tuple(error.absolute_path)
+    path: JsonPath = (*where, *error.absolute_path)
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, Mapping) else {}
     instance: Any = error.instance
     keyword_value: Any = error.validator_value
@@ -86,9 +108,15 @@ def _explain(error: jsonschema.ValidationError) -> tuple[JsonPath, str, str]:
     if error.validator == "required":
         missing = next(key for key in keyword_value if key not in instance)
         present = ", ".join(map(str, instance)) or "none"
+        closed = schema.get("additionalProperties") is False  # other keys are unknown ones
+        unknown = [
+            str(key) for key in instance if closed and key not in schema.get("properties", {})
+        ]
+        typo = _closest(missing, unknown)
+        guess = f" (is {typo!r} a misspelling of it?)" if typo else ""
         return (
             (*path, missing),
-            f"the required key {missing}{reason}",
+            f"the required key {missing}{reason}{guess}",
             f"no {missing} (keys present: {present})",
         )
     received = f"{leaf(path)}={show(instance)}"
@@ -96,6 +124,8 @@ def _explain(error: jsonschema.ValidationError) -> tuple[JsonPath, str, str]:
         hint = _closest(instance, [str(option) for option in keyword_value])
         guess = f" (did you mean {show(hint)}?)" if hint else ""
         return path, f"one of {', '.join(map(show, keyword_value))}{guess}", received
+    if error.validator == "const":
+        return path, show(keyword_value) + reason, received
     return path, _describe(schema, error) + reason, received
 
 
@@ -161,3 +191,71 @@ def _resolve_ref(ref: str, name: str) -> Mapping[str, Any]:
         node = node[part]
     resolved: Mapping[str, Any] = node
     return resolved
+
+
+def engine_module_file(engine_class: str) -> Path | None:
+    """The file of the module an ``EngineClass`` names, found without running it.
+
+    ``file.py[:Class]`` is the file itself; for ``module:Class`` only the module's parent
+    packages are imported. None if the module cannot be found (the engine's launch reports it).
+    """
+    target = engine_class.partition(":")[0]
+    if target.endswith(".py"):
+        return Path(target)
+    try:
+        spec = importlib.util.find_spec(target)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or spec.origin is None or not spec.has_location:
+        return None
+    return Path(spec.origin)
+
+
+def check_engine_extra(extra: Any, module_file: Path, label: str, where: JsonPath) -> None:
+    """Validate an engine's ``EngineExtraConfigs`` against the schema beside its module and fill
+    the schema's defaults into it; nothing happens if the module has no ``X.schema.json``.
+
+    Args:
+        extra: The engine's ``EngineExtraConfigs``; defaults are inserted in place.
+        module_file: The engine's module ``X.py``.
+        label: The file (or context) errors name.
+        where: The JSON path of ``extra`` in its file.
+
+    Raises:
+        ConfigError: For the most relevant violation of the schema.
+    """
+    schema_file = module_file.with_suffix(SCHEMA_SUFFIX)
+    if not schema_file.is_file():
+        return
+    name = str(schema_file.resolve())
+    validate(extra, label, name, where)
+    fill_defaults(load_schema(name), extra, name)
+
+
+def engine_extra_configs(
+    engine: type | str | Path, extra: Mapping[str, Any], context: str = ""
+) -> dict[str, Any]:
+    """An engine's ``EngineExtraConfigs``, checked against its module's sibling schema and with
+    the schema's defaults filled; unchanged (a copy) if the module has none.
+
+    For an engine initialized without the config loader; call it at the top of ``initialize``
+    with the engine module's ``__file__``.
+
+    Args:
+        engine: The engine class, or its module's file.
+        extra: The ``EngineExtraConfigs`` the engine received; not modified.
+        context: Starts each error message, e.g. ``"[env]"``.
+
+    Raises:
+        ValueError: ``"[env] EngineExtraConfigs.Worlds: expected 1. Received: Worlds=2"``.
+    """
+    module_file = Path(inspect.getfile(engine) if isinstance(engine, type) else engine)
+    checked = copy.deepcopy(dict(extra))
+    try:
+        check_engine_extra(checked, module_file, context, (EXTRA_CONFIGS,))
+    except ConfigError as error:
+        where = f"{context} {error.path}".strip()
+        raise ValueError(
+            f"{where}: expected {error.expected}. Received: {error.received}"
+        ) from None
+    return checked
