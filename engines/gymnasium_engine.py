@@ -1,10 +1,6 @@
 """Serve any Gymnasium environment as a neuroloop engine.
 
-EngineExtraConfigs:
-    EnvId: the registered environment id, e.g. ``"Pendulum-v1"``.
-    EnvKwargs: keyword arguments for ``gymnasium.make`` (default ``{}``).
-    Worlds: must be 1 if given (one environment per engine; run several engines, or
-        several simulations, for more).
+Its EngineExtraConfigs are declared, with their defaults, in ``gymnasium_engine.schema.json``.
 
 EngineTimestep must be a whole multiple of the environment's own ``dt`` (when it has
 one): each engine step repeats the last action as many times as ``dt`` fits in the step's
@@ -26,14 +22,13 @@ from typing import Any
 import gymnasium
 import numpy as np
 
-from neuroloop.config import seconds_to_ns
+from neuroloop.config import engine_extra_configs, seconds_to_ns
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine, extra_configs
+from neuroloop.engine import Engine
 
 NS_PER_S = 1_000_000_000
 OUTPUTS = ("observation", "reward", "terminated", "truncated", "episode_return", "episode")
 INPUTS = ("action",)
-EXTRA_CONFIG_KEYS = ("EnvId", "EnvKwargs", "Worlds")
 
 
 class GymnasiumEngine(Engine):
@@ -42,20 +37,11 @@ class GymnasiumEngine(Engine):
     env: gymnasium.Env[Any, Any]
 
     def initialize(self, config: Mapping[str, Any]) -> None:
-        extra = extra_configs(config, EXTRA_CONFIG_KEYS, f"[{self.name}] initialize")
-        if extra.get("Worlds", 1) != 1:
-            raise ValueError(
-                f"[{self.name}] EngineExtraConfigs.Worlds: expected 1 (one environment per "
-                f"engine). Received: Worlds={extra['Worlds']!r}"
-            )
-        env_id = extra.get("EnvId")
-        if not isinstance(env_id, str):
-            raise ValueError(
-                f"[{self.name}] EngineExtraConfigs.EnvId: expected a Gymnasium environment id "
-                f"such as 'Pendulum-v1'. Received: EnvId={env_id!r}"
-            )
+        extra = engine_extra_configs(
+            __file__, config.get("EngineExtraConfigs", {}), f"[{self.name}]"
+        )
         try:
-            self.env = gymnasium.make(env_id, **extra.get("EnvKwargs", {}))
+            self.env = gymnasium.make(extra["EnvId"], **extra["EnvKwargs"])
         except gymnasium.error.Error as error:
             raise ValueError(f"[{self.name}] EngineExtraConfigs.EnvId: {error}") from None
         dt = getattr(self.env.unwrapped, "dt", None)

@@ -16,6 +16,8 @@ from neuroloop.config import SimulationConfig, load_config, seconds_to_ns
 from neuroloop.errors import ConfigError
 
 SCHEMA_PATH = Path(__file__).parents[1] / "neuroloop" / "schemas" / "simulation.schema.json"
+PENDULUM = {"EnvId": "Pendulum-v1"}
+"""The gymnasium engine's EngineExtraConfigs in ``minimal()`` (its schema requires EnvId)."""
 
 YAML_CONFIG = """\
 SimulationName: reach
@@ -101,7 +103,10 @@ def write_json(directory: Path, document: dict[str, Any], name: str = "sim.json"
 
 def minimal(**engine: Any) -> dict[str, Any]:
     """A config with one gymnasium engine, updated with ``engine``'s keys."""
-    return {"EngineConfigs": [{"EngineName": "env", "EngineType": "gymnasium", **engine}]}
+    section = {"EngineName": "env", "EngineType": "gymnasium", **engine}
+    if section["EngineType"] == "gymnasium":
+        section.setdefault("EngineExtraConfigs", PENDULUM)
+    return {"EngineConfigs": [section]}
 
 
 def load_error(path: Path, overrides: tuple[str, ...] = ()) -> str:
@@ -138,7 +143,8 @@ def test_defaults_are_filled_from_the_schema(tmp_path: Path) -> None:
     assert (engine.proc_cmd, engine.proc_start_params, engine.env_params) == ("", (), ())
     assert (engine.launch_type, engine.server_address) == ("BasicFork", "")
     assert (engine.command_timeout_s, engine.launch_timeout_s) == (30.0, 120.0)
-    assert engine.extra == {}
+    # The gymnasium engine's schema (engines/gymnasium_engine.schema.json) fills its defaults.
+    assert engine.extra == {"EnvId": "Pendulum-v1", "EnvKwargs": {}, "Worlds": 1}
     assert engine.section["EngineLaunchCommand"] == {"LaunchType": "BasicFork"}
     assert engine.section["ConfigDirectory"] == str(tmp_path.resolve())
     assert config.document["EngineConfigs"][0]["EngineTimestep"] == 0.01
@@ -474,6 +480,28 @@ def test_schema_is_valid_and_documents_every_key() -> None:
             # EngineClass's default depends on EngineType, so it is given in then-branches.
             if not (is_branch or required or key == "EngineClass"):
                 assert "default" in value, f"{key} has no default"
+
+
+ENGINE_SCHEMAS = sorted(
+    [
+        *SCHEMA_PATH.parents[2].glob("engines/*.schema.json"),
+        *Path(__file__).parent.glob("fixtures/*.schema.json"),
+    ]
+)
+
+
+@pytest.mark.parametrize("path", ENGINE_SCHEMAS, ids=lambda path: path.name)
+def test_engine_schemas_are_valid_and_document_every_key(path: Path) -> None:
+    schema = json.loads(path.read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert path.with_name(path.name.removesuffix(".schema.json") + ".py").is_file()
+    assert schema["type"] == "object"
+
+    for declaring in declaring_schemas(schema):
+        assert declaring["additionalProperties"] is False
+        for key, value in declaring["properties"].items():
+            assert "description" in value, key
+            assert key in declaring.get("required", ()) or "default" in value, key
 
 
 def test_simulation_config_is_frozen(tmp_path: Path) -> None:
