@@ -10,6 +10,7 @@ links.
 
 from __future__ import annotations
 
+import configparser
 import os
 import subprocess
 import sys
@@ -107,3 +108,20 @@ def test_the_installed_wheel_runs_shipped_files_by_name(installed: Path, tmp_pat
     )  # fmt: skip
     assert evaluated.returncode == 0, evaluated.stderr
     assert evaluated.stdout.startswith("return ")
+
+
+def test_setup_cfg_lists_every_package() -> None:
+    """``packages`` is an explicit list (the plugin folders are mapped into neuroloop)."""
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    mapped = dict(
+        line.split(" = ") for line in parser["options"]["package_dir"].strip().splitlines()
+    )
+    found = set()
+    for init in REPO.glob("**/__init__.py"):
+        parts = init.parent.relative_to(REPO).parts
+        if parts[0] in ("neuroloop", "nrp_core"):
+            found.add(".".join(parts))
+    found |= {name for name, folder in mapped.items() if (REPO / folder).is_dir()}
+    assert found == listed, (sorted(found - listed), sorted(listed - found))
