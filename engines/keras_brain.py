@@ -17,26 +17,9 @@ The engine's section of a simulation config::
       }
     }
 
-``EngineExtraConfigs`` keys (relative paths are resolved against ``ConfigDirectory``):
-
-=================== ============ =============================================================
-key                 default      meaning
-=================== ============ =============================================================
-Brain               (required)   a registered brain (``mlp``, ``lstm``, ``gru``, ``wide``) or
-                                 ``"path/to/file.py:builder"``, a function
-                                 ``builder(input_shapes, distribution, **options) -> Brain``
-BrainOptions        ``{}``       builder options, e.g. ``{"recurrent_units": 64}``
-Distribution        ``"beta"``   ``beta``, ``gaussian`` or ``multicategorical``
-DistributionOptions ``{}``       e.g. ``{"n_bins": 11}`` (multicategorical)
-InputShapes         (required)   per-step shape of each modality, e.g. ``{"goal": [15]}``
-ActionDim           (required)   number of action dimensions (joints)
-Worlds              ``1``        batch size ``W``: worlds stepped together
-Weights             none         a ``.weights.h5`` file written by ``brain.joint.save_weights``
-Deterministic       ``false``    act on the distribution's ``mode()`` instead of sampling
-Seed                none         seeds the initial weights and the sampler; none: entropy
-Threads             ``1``        TensorFlow intra- and inter-op threads, when TensorFlow has
-                                 not started yet (the launcher also sets ``TF_NUM_*_THREADS``)
-=================== ============ =============================================================
+Its ``EngineExtraConfigs`` keys are declared, with their meaning and defaults, in
+``keras_brain.schema.json`` beside this file (relative paths are resolved against the
+config's folder).
 
 ``Seed`` also seeds Keras's initializers, so two engines with the same ``Seed`` start from
 the same weights; ``reset(seed)`` reseeds only the sampler. ``Weights`` replaces the
@@ -103,37 +86,10 @@ import tensorflow as tf
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.loading import build_brain, known_brains
 from neuroloop.brain.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
+from neuroloop.config import engine_extra_configs
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine, extra_configs, positive_int
-from neuroloop.sensation import BATCHED_RANKS, MODALITIES
-
-EXTRA_CONFIG_KEYS = (
-    "Brain",
-    "BrainOptions",
-    "Distribution",
-    "DistributionOptions",
-    "InputShapes",
-    "ActionDim",
-    "Worlds",
-    "Weights",
-    "Deterministic",
-    "Seed",
-    "Threads",
-)
-"""Keys this engine understands in ``EngineExtraConfigs``."""
-
-REQUIRED_KEYS = ("Brain", "InputShapes", "ActionDim")
-"""``EngineExtraConfigs`` keys without a default."""
-
-DEFAULT_DISTRIBUTION = "beta"
-"""Action distribution when ``Distribution`` is not given."""
-
-DEFAULT_WORLDS = 1
-"""Worlds (batch rows) when ``Worlds`` is not given."""
-
-DEFAULT_THREADS = 1
-"""TensorFlow intra- and inter-op threads when ``Threads`` is not given."""
-
+from neuroloop.engine import Engine
+from neuroloop.sensation import MODALITIES
 
 RNG_ALGORITHM = "philox"
 """Algorithm of the sampler's ``tf.random.Generator`` (fixed, so reseeding keeps its shape)."""
@@ -156,44 +112,6 @@ CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
 
 BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE, STATE)
 """Outputs besides the distribution's parameters."""
-
-
-def _mapping(value: Any, context: str, key: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.{key} to be an object. "
-            f"Received: {key}={value!r}"
-        )
-    return value
-
-
-def _input_shapes(value: Any, context: str) -> dict[str, tuple[int, ...]]:
-    """``InputShapes`` as ``{modality: shape}``, in ``MODALITIES`` order."""
-    given = _mapping(value, context, "InputShapes")
-    unknown = sorted(set(given) - set(MODALITIES))
-    if unknown or not given:
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.InputShapes to map modalities among "
-            f"{list(MODALITIES)} to per-step shapes. Received: InputShapes={dict(given)!r}"
-        )
-    shapes = {}
-    for name in MODALITIES:
-        if name not in given:
-            continue
-        shape = given[name]
-        rank = BATCHED_RANKS[name] - 1
-        if (
-            not isinstance(shape, Sequence)
-            or isinstance(shape, str)
-            or len(shape) != rank
-            or not all(not isinstance(n, bool) and isinstance(n, int) and n > 0 for n in shape)
-        ):
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs.InputShapes.{name} to be {rank} "
-                f"positive ints (one step, no world axis). Received: {name}={shape!r}"
-            )
-        shapes[name] = tuple(shape)
-    return shapes
 
 
 def _set_threads(threads: int, log: logging.Logger) -> None:
@@ -242,37 +160,18 @@ class KerasBrainEngine(Engine):
                 or the weights file is missing or does not fit the brain.
         """
         context = f"[{self.name}] initialize"
-        extra = extra_configs(config, EXTRA_CONFIG_KEYS, context)
-        missing = [key for key in REQUIRED_KEYS if key not in extra]
-        if missing:
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs to give {list(REQUIRED_KEYS)}. "
-                f"Received: no {', '.join(missing)}"
-            )
+        extra = engine_extra_configs(__file__, config.get("EngineExtraConfigs") or {}, context)
         self._base = Path(config.get("ConfigDirectory") or Path.cwd())
-        _set_threads(
-            positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads"), self._log
-        )
-        self._worlds = positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
-        deterministic = extra.get("Deterministic", False)
-        if not isinstance(deterministic, bool):
-            raise ValueError(
-                f"{context}: expected EngineExtraConfigs.Deterministic to be true or false. "
-                f"Received: Deterministic={deterministic!r}"
-            )
-        seed = extra.get("Seed")
-        seed = None if seed is None else self._checked_seed(seed, context, "Seed")
+        _set_threads(extra["Threads"], self._log)
+        self._worlds = extra["Worlds"]
+        deterministic = extra["Deterministic"]
+        seed = extra["Seed"]
         if seed is not None:
             keras.utils.set_random_seed(seed)
 
         brain = self._build(extra, context)
-        weights = extra.get("Weights")
+        weights = extra["Weights"]
         if weights is not None:
-            if not isinstance(weights, str):
-                raise ValueError(
-                    f"{context}: expected EngineExtraConfigs.Weights to be a path to a "
-                    f"{WEIGHTS_SUFFIX} file. Received: Weights={weights!r}"
-                )
             self._load_weights(brain, weights, f"{context}: EngineExtraConfigs.Weights")
         self._brain = brain
 
@@ -412,15 +311,14 @@ class KerasBrainEngine(Engine):
 
     def _build(self, extra: Mapping[str, Any], context: str) -> Brain:
         """Build the brain named by ``Brain`` with its options and distribution."""
-        self._shapes = _input_shapes(extra["InputShapes"], context)
-        action_dim = positive_int(extra["ActionDim"], context, "ActionDim")
-        options = _mapping(extra.get("BrainOptions", {}), context, "BrainOptions")
-        dist_name = extra.get("Distribution", DEFAULT_DISTRIBUTION)
-        dist_options = _mapping(
-            extra.get("DistributionOptions", {}), context, "DistributionOptions"
-        )
+        given = extra["InputShapes"]
+        self._shapes = {name: tuple(given[name]) for name in MODALITIES if name in given}
+        action_dim = extra["ActionDim"]
+        options = extra["BrainOptions"]
+        dist_name = extra["Distribution"]
+        dist_options = extra["DistributionOptions"]
         spec = extra["Brain"]
-        if not isinstance(spec, str) or (":" not in spec and spec not in known_brains()):
+        if ":" not in spec and spec not in known_brains():
             raise ValueError(
                 f"{context}: expected EngineExtraConfigs.Brain to be a registered brain "
                 f"{list(known_brains())} or 'path/to/file.py:builder'. Received: Brain={spec!r}"

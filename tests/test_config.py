@@ -33,7 +33,9 @@ EngineConfigs:
   - EngineName: brain
     EngineType: keras_brain
     EngineTimestep: 0.02
-    EngineExtraConfigs: {Model: brains/policy.keras, Seed: 3}
+    EngineExtraConfigs:
+      {Brain: lstm, InputShapes: {goal: [3]}, ActionDim: 2, Weights: brains/policy.weights.h5,
+       Seed: 3}
 DataPackProcessingFunctions:
   - {Name: to_brain, FileName: tfs/to_brain.py}
   - {Name: to_body, FileName: tfs/to_body.py, IsActive: false}
@@ -59,7 +61,13 @@ JSON_CONFIG: dict[str, Any] = {
             "EngineName": "brain",
             "EngineType": "keras_brain",
             "EngineTimestep": 0.02,
-            "EngineExtraConfigs": {"Model": "brains/policy.keras", "Seed": 3},
+            "EngineExtraConfigs": {
+                "Brain": "lstm",
+                "InputShapes": {"goal": [3]},
+                "ActionDim": 2,
+                "Weights": "brains/policy.weights.h5",
+                "Seed": 3,
+            },
         },
     ],
     "DataPackProcessingFunctions": [
@@ -101,11 +109,17 @@ def write_json(directory: Path, document: dict[str, Any], name: str = "sim.json"
     return path
 
 
+BRAIN = {"Brain": "mlp", "InputShapes": {"goal": [3]}, "ActionDim": 2}
+"""The smallest valid keras_brain EngineExtraConfigs."""
+
+
 def minimal(**engine: Any) -> dict[str, Any]:
     """A config with one gymnasium engine, updated with ``engine``'s keys."""
     section = {"EngineName": "env", "EngineType": "gymnasium", **engine}
     if section["EngineType"] == "gymnasium":
         section.setdefault("EngineExtraConfigs", PENDULUM)
+    if section["EngineType"] == "keras_brain":
+        section.setdefault("EngineExtraConfigs", BRAIN)
     return {"EngineConfigs": [section]}
 
 
@@ -185,7 +199,7 @@ def test_relative_paths_resolve_against_the_config_file_not_the_cwd(
     assert physics.world_file == root / "worlds" / "arm.xml"
     assert physics.section["PythonFileName"] == str(root / "engines" / "physics_script.py")
     assert brain.engine_class == f"{root / 'engines' / 'counter.py'}:Counter"
-    assert brain.extra["Model"] == "brains/policy.keras"
+    assert brain.extra["Weights"] == "brains/policy.weights.h5"  # as written, not resolved
     assert config.functions[0].file == root / "tfs" / "to_brain.py"
     assert config.status_function is not None
     assert config.status_function.file == root / "tfs" / "status.py"

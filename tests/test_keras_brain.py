@@ -257,9 +257,9 @@ def test_input_errors_name_engine_modality_and_shapes(lstm_host: EngineHost) -> 
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(ValueError, match=r"expected EngineExtraConfigs keys among \['Brain'"):
+    with pytest.raises(ValueError, match=r"Wieghts: expected a known key \(did you mean 'Weights'"):
         start(Wieghts="w.weights.h5")
-    with pytest.raises(ValueError, match=r"InputShapes.goal to be 1 positive ints"):
+    with pytest.raises(ValueError, match=r"InputShapes.goal: expected an array of exactly 1 elem"):
         start(InputShapes={"goal": [3, 2]})
     with pytest.raises(ValueError, match=r"Brain to be a registered brain \[.*'lstm'.*Brain='tr"):
         start("transformer")

@@ -15,6 +15,7 @@ import importlib.util
 import inspect
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
@@ -97,7 +98,14 @@ def _explain(error: jsonschema.ValidationError, where: JsonPath) -> tuple[JsonPa
         reason = f" ({schema['description']})"
     if error.validator == "additionalProperties":
         allowed = list(schema.get("properties", {}))
-        key = next(key for key in instance if key not in allowed)
+        patterns = list(schema.get("patternProperties", {}))
+        key = next(
+            key
+            for key in instance
+            if key not in allowed and not any(re.search(p, key) for p in patterns)
+        )
+        # Patterns of alternatives, e.g. ^(touch|goal)$, read as key names.
+        allowed += [n for p in patterns for n in p.strip("^$").strip("()").split("|")]
         hint = _closest(str(key), allowed)
         guess = f" (did you mean {hint!r}?)" if hint else ""
         return (
@@ -140,8 +148,13 @@ def _describe(schema: Mapping[str, Any], error: jsonschema.ValidationError) -> s
         text += f" > {schema['exclusiveMinimum']}"
     if "minimum" in schema:
         text += f" >= {schema['minimum']}"
-    if "minItems" in schema:
-        text += f" with at least {schema['minItems']} element(s)"
+    low, high = schema.get("minItems"), schema.get("maxItems")
+    if low is not None and low == high:
+        text += f" of exactly {low} element(s)"
+    elif low is not None:
+        text += f" with at least {low} element(s)"
+    if high is not None and low != high:
+        text += f" with at most {high} element(s)"
     if "minLength" in schema:
         text = f"a non-empty {text[2:]}" if schema["minLength"] == 1 else text
     if "pattern" in schema:
