@@ -127,6 +127,8 @@ def overrides(brain: str, worlds: int) -> list[str]:
         f"{brain_extra}.Worlds={worlds}",
         f"{brain_extra}.Brain={brain}",
         f"{brain_extra}.Seed={SEED}",
+        # The config ships trained LSTM weights; the benchmark times a fresh --brain.
+        f"{brain_extra}.Weights=null",
     ]
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from engines.gymnasium_engine import GymnasiumEngine
 from neuroloop.config import engine_extra_configs, load_config
 from neuroloop.errors import ConfigError
+from neuroloop.plugins.engines.gymnasium_engine import GymnasiumEngine
 from tests.fixtures.clock_engine import ClockEngine
 from tests.fixtures.tuned_engine import TunedEngine
 from tests.test_cli import neuroloop
