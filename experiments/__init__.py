@@ -1,7 +1,8 @@
-"""neuroloop experiments: loaded by name from simulation configs.
+"""neuroloop experiments: tasks a simulation config's ``Task`` section names.
 
-Tasks (``get_task(name)``): ``reach``, ``freereach``, ``manipulate_block``; see
-``experiments.base`` for the task API.
+Tasks by name (``TASKS``, ``get_task(name)``): ``reach``, ``freereach``,
+``manipulate_block``; see ``experiments.base`` for the task API and ``experiments.registry``
+for how a ``Task`` section builds one.
 """
 
 from neuroloop.plugins.experiments.base import GoalProgress, GoalStep, Task, total_reward

@@ -1,13 +1,16 @@
 """The common shape of a task: goals, reward terms, success, termination, goal bookkeeping.
 
+A task is an object built with its options and reward weights, e.g.
+``ReachTask(fingers=("ff",), reward_weights={"success": 5.0})``; ``__init__`` validates them.
+
 A task works on *states*: mappings from physics datapack names (``fingertip_positions``,
 ``object_pose``, ``palm_position``, ...; see ``engines/mujoco_engine.py``) to numpy arrays
 whose first axis is the world. Everything is batched over worlds ``W``:
 
 - ``sample_goal(rng, state) -> [W, G]``
-- ``reward(prev_state, state, goal, config) -> {term: [W]}``: weighted terms by name, so each
-  can be logged; ``total_reward`` sums them. ``config`` maps term names to weights; a weight
-  of 0 ablates a term, and missing terms keep the task's default weight.
+- ``reward(prev_state, state, goal) -> {term: [W]}``: terms weighted by the task's
+  ``reward_weights``, by name, so each can be logged; ``total_reward`` sums them. A weight of
+  0 ablates a term; terms the weights leave out keep the task's default weight.
 - ``success(state, goal) -> [W] bool`` and ``terminated(state, goal) -> [W] bool``
 - ``advance(progress, success, dt_s) -> GoalStep``: which worlds need a new goal and which
   episodes are truncated (goal timeout, goal budget).
@@ -16,11 +19,13 @@ whose first axis is the world. Everything is batched over worlds ``W``:
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, NamedTuple, TypeAlias
 
 import numpy as np
+
+from neuroloop.errors import OptionError
 
 TIME_TOLERANCE_S = 1e-9
 """Slack when comparing accumulated control time with a goal timeout (float rounding)."""
@@ -74,7 +79,17 @@ def _state_array(state: State, name: str, task: str) -> np.ndarray:
 
 
 class Task(abc.ABC):
-    """A task: goal sampling, a reward prototype with weights, success and termination."""
+    """A task: goal sampling, a reward prototype with weights, success and termination.
+
+    Args:
+        reward_weights: Weights of reward terms, overriding ``default_reward_config``.
+        episode_steps: Control steps after which an episode is truncated (``None``: only the
+            task's own limits end it).
+
+    Raises:
+        ValueError: If a reward weight names no term or is not a finite number, or
+            ``episode_steps`` is not a positive integer.
+    """
 
     name: ClassVar[str]
     """Registry name, e.g. ``"reach"``."""
@@ -93,6 +108,18 @@ class Task(abc.ABC):
     goal_is_orientation: ClassVar[bool] = False
     """Whether the goal is an object orientation quaternion ``[W, 4]`` (w, x, y, z)."""
 
+    def __init__(
+        self,
+        *,
+        reward_weights: Mapping[str, float] | None = None,
+        episode_steps: int | None = None,
+    ) -> None:
+        self.reward_weights: dict[str, float] = dict(self.default_reward_config)
+        self.reward_weights = self.reward_config(reward_weights)
+        if episode_steps is not None:
+            positive_int(self.name, "episode_steps", episode_steps)
+        self.episode_steps = episode_steps
+
     @abc.abstractmethod
     def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:
         """Draw one goal per world ``[W, G]`` given the current state."""
@@ -110,27 +137,25 @@ class Task(abc.ABC):
         return np.zeros(self.n_worlds(state), dtype=bool)
 
     def reward_config(self, config: Mapping[str, float] | None = None) -> dict[str, float]:
-        """The default weights updated with ``config``.
+        """The task's ``reward_weights`` updated with ``config``.
 
         Raises:
             ValueError: If ``config`` names a term this task does not have, or a weight is
                 not a finite number.
         """
-        weights = dict(self.default_reward_config)
+        weights = dict(self.reward_weights)
         for key, value in (config or {}).items():
             if key not in weights:
-                raise ValueError(
-                    f"[{self.name}] reward config: expected terms among "
-                    f"{sorted(weights)}. Received: {key!r}"
+                raise TaskOptionError(
+                    self.name, "reward config", f"terms among {sorted(weights)}", key, key=key
                 )
             if (
                 isinstance(value, bool)
                 or not isinstance(value, int | float)
                 or not np.isfinite(value)
             ):
-                raise ValueError(
-                    f"[{self.name}] reward config: expected a finite number for {key!r}. "
-                    f"Received: {value!r}"
+                raise TaskOptionError(
+                    self.name, "reward config", f"a finite number for {key!r}", value, key=key
                 )
             weights[key] = float(value)
         return weights
@@ -148,7 +173,7 @@ class Task(abc.ABC):
             prev_state: The state before the control step.
             state: The state after the control step.
             goal: The goal in force during the step ``[W, G]``.
-            config: Term weights overriding ``default_reward_config``.
+            config: Term weights overriding the task's ``reward_weights`` (e.g. to ablate).
         """
         weights = self.reward_config(config)
         terms = self.reward_terms(prev_state, state, goal)
@@ -189,6 +214,44 @@ class Task(abc.ABC):
     def array(self, state: State, name: str) -> np.ndarray:
         """Datapack ``name`` of ``state`` as float64, with a clear error when it is missing."""
         return _state_array(state, name, self.name)
+
+
+class TaskOptionError(OptionError):
+    """A task option or reward weight is invalid (``owner`` is the task's name)."""
+
+
+def positive_number(task: str, option: str, value: object) -> float:
+    """``value`` as a float, or a ``ValueError`` unless it is a finite number > 0."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not np.isfinite(value)
+        or value <= 0
+    ):
+        raise TaskOptionError(task, option, "a finite number > 0", value)
+    return float(value)
+
+
+def positive_int(task: str, option: str, value: object) -> int:
+    """``value``, or a ``ValueError`` unless it is an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise TaskOptionError(task, option, "an integer >= 1", value)
+    return value
+
+
+def names_among(task: str, option: str, value: object, known: Sequence[str]) -> tuple[str, ...]:
+    """``value`` as a tuple of distinct names from ``known``, at least one, or a ``ValueError``."""
+    if (
+        isinstance(value, str)
+        or not isinstance(value, Sequence)
+        or not value
+        or len(set(value)) != len(value)
+        or any(name not in known for name in value)
+    ):
+        raise TaskOptionError(
+            task, option, f"a non-empty list of distinct names among {list(known)}", value
+        )
+    return tuple(value)
 
 
 def total_reward(terms: RewardTerms) -> np.ndarray:

@@ -87,10 +87,10 @@ class TaskEpisodes:
     Args:
         task: The task.
         control_dt_s: Seconds per control step (for goal timeouts).
-        episode_steps: Control steps after which an episode is truncated (``None``: only the
-            task's own limits end it).
+        episode_steps: Control steps after which an episode is truncated, overriding the
+            task's ``episode_steps`` (``None``: the task's).
         seed: Seed of the goal sampler.
-        reward_config: Reward term weights overriding the task's defaults.
+        reward_config: Reward term weights overriding the task's ``reward_weights``.
     """
 
     def __init__(
@@ -109,7 +109,7 @@ class TaskEpisodes:
             )
         self.task = task
         self.control_dt_s = control_dt_s
-        self.episode_steps = episode_steps
+        self.episode_steps = episode_steps if episode_steps is not None else task.episode_steps
         self.reward_weights = task.reward_config(reward_config)
         self.rng = np.random.default_rng(seed)
         self.record = EpisodeRecord()

@@ -1,6 +1,7 @@
 """Free reach: bring the thumb tip to a target fingertip, wherever they meet.
 
-The goal is a one-hot choice of the target finger ``[W, 4]`` (ff, mf, rf, lf).
+The goal is a one-hot choice of the target finger ``[W, 4]`` (ff, mf, rf, lf), drawn among
+``fingers``.
 
 Reward terms (AngoraPy's free reach reward, force penalty left out):
 
@@ -12,12 +13,19 @@ Reward terms (AngoraPy's free reach reward, force penalty left out):
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from neuroloop.plugins.experiments.base import RewardTerms, State, Task
-from neuroloop.plugins.experiments.reach import THUMB
+from neuroloop.plugins.experiments.base import (
+    RewardTerms,
+    State,
+    Task,
+    names_among,
+    positive_number,
+)
+from neuroloop.plugins.experiments.reach import EPISODE_STEPS, FINGERS, THUMB
 
 TARGET_FINGERS = 4
 """Fingers the thumb may have to meet: ff, mf, rf, lf (indices 0..3 of the fingertips)."""
@@ -36,6 +44,12 @@ class FreeReachTask(Task):
     Args:
         success_distance: Thumb-target distance (m) under which the goal counts as reached.
         zone_radius: Radius (m) of the penalty zone around the thumb tip.
+        fingers: Fingers (among ``FINGERS``) the target is drawn from.
+        reward_weights: Weights of the ``distance``, ``success`` and ``zone`` terms.
+        episode_steps: Control steps per episode.
+
+    Raises:
+        ValueError: If an option is invalid; the message names it.
     """
 
     name: ClassVar[str] = "freereach"
@@ -48,15 +62,26 @@ class FreeReachTask(Task):
     }
 
     def __init__(
-        self, success_distance: float = SUCCESS_DISTANCE, zone_radius: float = ZONE_RADIUS
+        self,
+        *,
+        success_distance: float = SUCCESS_DISTANCE,
+        zone_radius: float = ZONE_RADIUS,
+        fingers: Sequence[str] = FINGERS,
+        reward_weights: Mapping[str, float] | None = None,
+        episode_steps: int | None = EPISODE_STEPS,
     ) -> None:
-        self.success_distance = success_distance
-        self.zone_radius = zone_radius
+        super().__init__(reward_weights=reward_weights, episode_steps=episode_steps)
+        self.success_distance = positive_number(self.name, "success_distance", success_distance)
+        self.zone_radius = positive_number(self.name, "zone_radius", zone_radius)
+        self.fingers = names_among(self.name, "fingers", fingers, FINGERS)
+        self.finger_indices = np.asarray([FINGERS.index(finger) for finger in self.fingers])
+        """Fingertip index of each of ``fingers``."""
 
     def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:
-        """A one-hot target finger ``[W, 4]``, uniformly chosen."""
+        """A one-hot target finger ``[W, 4]``, uniformly chosen among ``fingers``."""
         n_worlds = self.n_worlds(state)
-        return np.eye(TARGET_FINGERS)[rng.integers(0, TARGET_FINGERS, n_worlds)]
+        target = self.finger_indices[rng.integers(0, len(self.finger_indices), n_worlds)]
+        return np.eye(TARGET_FINGERS)[target]
 
     def target(self, goal: np.ndarray) -> np.ndarray:
         """Fingertip index ``[W]`` of the target finger encoded by one-hot ``goal``.

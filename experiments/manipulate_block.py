@@ -17,11 +17,18 @@ terminates it. The metric is the number of consecutive goals reached (CGR).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 import numpy as np
 
-from neuroloop.plugins.experiments.base import GoalProgress, RewardTerms, State, Task
+from neuroloop.plugins.experiments.base import (
+    GoalProgress,
+    RewardTerms,
+    State,
+    Task,
+    positive_number,
+)
 from neuroloop.plugins.experiments.rotations import random_quaternions, rotation_distance
 
 SUCCESS_ROTATION = 0.4
@@ -50,6 +57,11 @@ class ManipulateBlockTask(Task):
     Args:
         success_rotation: Rotation distance (rad) at or under which a goal counts as reached.
         drop_depth: Depth (m) below the palm at which the cube counts as dropped.
+        reward_weights: Weights of the ``progress``, ``success``, ``drop`` and ``time`` terms.
+        episode_steps: Control steps per episode (``None``: the task's own limits).
+
+    Raises:
+        ValueError: If an option is invalid; the message names it.
     """
 
     name: ClassVar[str] = "manipulate_block"
@@ -67,10 +79,16 @@ class ManipulateBlockTask(Task):
     goal_is_orientation: ClassVar[bool] = True
 
     def __init__(
-        self, success_rotation: float = SUCCESS_ROTATION, drop_depth: float = DROP_DEPTH
+        self,
+        *,
+        success_rotation: float = SUCCESS_ROTATION,
+        drop_depth: float = DROP_DEPTH,
+        reward_weights: Mapping[str, float] | None = None,
+        episode_steps: int | None = None,
     ) -> None:
-        self.success_rotation = success_rotation
-        self.drop_depth = drop_depth
+        super().__init__(reward_weights=reward_weights, episode_steps=episode_steps)
+        self.success_rotation = positive_number(self.name, "success_rotation", success_rotation)
+        self.drop_depth = positive_number(self.name, "drop_depth", drop_depth)
 
     def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:
         """A uniformly random target orientation per world ``[W, 4]``."""

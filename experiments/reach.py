@@ -2,28 +2,40 @@
 
 The goal is a target position for each of the five fingertips ``[W, 15]`` (ff, mf, rf, lf,
 th; x, y, z each, world frame), built like gymnasium-robotics' HandReach: a meeting point
-above the palm is perturbed, the thumb and one randomly chosen finger are asked to meet
-there (each stopping just short of it, so they do not overlap) and the other fingertips keep
-their current positions; in a few episodes every fingertip is asked to stay where it is.
+above the palm is perturbed, the thumb and one randomly chosen finger of ``fingers`` are
+asked to meet there (each stopping just short of it, so they do not overlap) and the other
+fingertips keep their current positions; in a few episodes every fingertip is asked to stay
+where it is.
 
 Reward terms (AngoraPy's reach reward, force penalty left out):
 
-- ``distance``: ``-|fingertips - goal|`` over all 15 coordinates (m), weight 1.
-- ``success``: 1 when that distance is below ``SUCCESS_DISTANCE``, weight 0.1.
+- ``distance``: ``-|fingertips - goal|`` over the thumb and ``fingers`` (m; all five
+  fingertips, 15 coordinates, by default), weight 1.
+- ``success``: 1 when that distance is below ``success_distance``, weight 0.1.
 
-The goal stays for the whole episode; the orchestrator's episode length ends it.
+The goal stays for the whole episode; ``episode_steps`` (default ``EPISODE_STEPS``) ends it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import numpy as np
 
-from neuroloop.plugins.experiments.base import RewardTerms, State, Task
+from neuroloop.plugins.experiments.base import (
+    RewardTerms,
+    State,
+    Task,
+    names_among,
+    positive_number,
+)
 
 FINGERTIPS = 5
 """Fingertips in ``fingertip_positions``: ff, mf, rf, lf, th."""
+
+FINGERS = ("ff", "mf", "rf", "lf")
+"""Fingers that may meet the thumb, in ``fingertip_positions`` order (indices 0..3)."""
 
 THUMB = 4
 """Index of the thumb in ``fingertip_positions``."""
@@ -44,12 +56,22 @@ STAY_PROBABILITY = 0.1
 SUCCESS_DISTANCE = 0.02
 """Success when the 15-D distance between fingertips and goal is below this (m)."""
 
+EPISODE_STEPS = 50
+"""Control steps per episode: 2 s at a 0.04 s control timestep (as HandReach)."""
+
 
 class ReachTask(Task):
     """Thumb meets a finger at a point above the palm; other fingertips stay near their start.
 
     Args:
+        fingers: Fingers (among ``FINGERS``) that may be asked to meet the thumb; the goal
+            moves only them and the thumb, and the distance counts only them and the thumb.
         success_distance: Distance (m) under which the goal counts as reached.
+        reward_weights: Weights of the ``distance`` and ``success`` terms.
+        episode_steps: Control steps per episode.
+
+    Raises:
+        ValueError: If an option is invalid; the message names it.
     """
 
     name: ClassVar[str] = "reach"
@@ -57,8 +79,22 @@ class ReachTask(Task):
     metric: ClassVar[str] = "success"
     default_reward_config: ClassVar[dict[str, float]] = {"distance": 1.0, "success": 0.1}
 
-    def __init__(self, success_distance: float = SUCCESS_DISTANCE) -> None:
-        self.success_distance = success_distance
+    def __init__(
+        self,
+        *,
+        fingers: Sequence[str] = FINGERS,
+        success_distance: float = SUCCESS_DISTANCE,
+        reward_weights: Mapping[str, float] | None = None,
+        episode_steps: int | None = EPISODE_STEPS,
+    ) -> None:
+        super().__init__(reward_weights=reward_weights, episode_steps=episode_steps)
+        self.fingers = names_among(self.name, "fingers", fingers, FINGERS)
+        self.success_distance = positive_number(self.name, "success_distance", success_distance)
+        indices = sorted(FINGERS.index(finger) for finger in self.fingers)
+        self.finger_indices = np.asarray([FINGERS.index(finger) for finger in self.fingers])
+        """Fingertip index of each of ``fingers``."""
+        self.scored = np.asarray([*indices, THUMB])
+        """Fingertips the distance counts: ``fingers`` and the thumb."""
 
     def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:
         """Target fingertip positions ``[W, 15]``; reads fingertip and palm positions."""
@@ -66,7 +102,7 @@ class ReachTask(Task):
         palm = self.array(state, "palm_position")
         n_worlds = tips.shape[0]
         rows = np.arange(n_worlds)
-        finger = rng.integers(0, THUMB, n_worlds)
+        finger = self.finger_indices[rng.integers(0, len(self.finger_indices), n_worlds)]
         meeting = palm + np.asarray(MEETING_POINT_OFFSET)
         meeting = meeting + rng.normal(scale=MEETING_POINT_NOISE, size=meeting.shape)
         goal = tips.copy()
@@ -80,9 +116,11 @@ class ReachTask(Task):
         return goal.reshape(n_worlds, FINGERTIPS * 3)
 
     def distance(self, state: State, goal: np.ndarray) -> np.ndarray:
-        """Euclidean distance ``[W]`` between all fingertip positions and the goal (m)."""
+        """Euclidean distance ``[W]`` between the scored fingertips and their goals (m)."""
         tips = self.array(state, "fingertip_positions")
-        return np.linalg.norm(tips.reshape(tips.shape[0], -1) - goal, axis=-1)
+        goal = np.asarray(goal).reshape(tips.shape)
+        offset = tips[:, self.scored] - goal[:, self.scored]
+        return np.linalg.norm(offset.reshape(tips.shape[0], -1), axis=-1)
 
     def reward_terms(self, prev_state: State, state: State, goal: np.ndarray) -> RewardTerms:
         distance = self.distance(state, goal)

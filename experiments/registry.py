@@ -1,4 +1,9 @@
-"""Tasks by name: ``get_task("manipulate_block")``."""
+"""The tasks that ship, by name.
+
+They are entry points of the group ``neuroloop.tasks`` (``setup.cfg``), which is how a
+config's ``Task.Name`` finds them (``neuroloop.tasks``); ``TASKS`` and ``get_task`` serve
+code that uses the tasks directly.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ TASKS: dict[str, type[Task]] = {
 
 
 def get_task(name: str) -> Task:
-    """Return a new instance of the task registered as ``name``, with default parameters.
+    """Return a new instance of the task registered as ``name``, with default options.
 
     Raises:
         ValueError: If no task has that name.

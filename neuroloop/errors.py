@@ -44,3 +44,25 @@ class EngineCrashError(EngineError):
 
 class UsageError(NeuroloopError):
     """A command-line argument or user file is unusable (e.g. an engine class that is not one)."""
+
+
+class OptionError(ValueError):
+    """An option (or reward weight) of an object a config builds, such as a task, is invalid.
+
+    Args:
+        owner: What the option belongs to, e.g. the task's name.
+        option: The option (``__init__`` argument).
+        expected: What a valid value looks like.
+        value: The value received.
+        key: The entry of a mapping option (e.g. a reward term), if the error is in one.
+    """
+
+    def __init__(
+        self, owner: str, option: str, expected: str, value: object, key: str | None = None
+    ) -> None:
+        self.option = option
+        self.expected = expected
+        self.value = value
+        self.key = key
+        received = repr(value) if key is not None else f"{option}={value!r}"
+        super().__init__(f"[{owner}] {option}: expected {expected}. Received: {received}")

@@ -82,6 +82,7 @@ class DataPackFunction:
         self.inputs: list[DataPackInput] = []
         self.time_keyword: str | None = None
         self.iteration_keyword: str | None = None
+        self.task_keyword: str | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.func(*args, **kwargs)
@@ -172,6 +173,15 @@ class SimulationIteration(SimulationTime):
     def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
         function = _declared(obj)
         function.iteration_keyword = self.keyword
+        return function
+
+
+class SimulationTask(SimulationTime):
+    """Pass the task of the config's ``Task`` section (built once, at load) as ``keyword``."""
+
+    def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
+        function = _declared(obj)
+        function.task_keyword = self.keyword
         return function
 
 
@@ -316,12 +326,19 @@ class FunctionManager:
     Args:
         functions: Transceiver and preprocessing functions (inactive ones already left out).
         status: The status function, if any.
+        task: The config's task, for functions declared with ``SimulationTask``.
     """
 
-    def __init__(self, functions: Sequence[LoadedFunction], status: LoadedFunction | None) -> None:
+    def __init__(
+        self,
+        functions: Sequence[LoadedFunction],
+        status: LoadedFunction | None,
+        task: object | None = None,
+    ) -> None:
         self.preprocessing = [f for f in functions if f.function.kind is FunctionKind.PREPROCESSING]
         self.transceivers = [f for f in functions if f.function.kind is FunctionKind.TRANSCEIVER]
         self.status = status
+        self.task = task
         self.last_status: dict[str, Any] = {}
         """The last ``SimulationStatus`` the status function returned (reported by the CLI)."""
 
@@ -371,6 +388,8 @@ class FunctionManager:
             arguments[function.time_keyword] = time_ns
         if function.iteration_keyword:
             arguments[function.iteration_keyword] = iteration
+        if function.task_keyword:
+            arguments[function.task_keyword] = self.task
         return arguments
 
     def _invoke(

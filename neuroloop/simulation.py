@@ -29,6 +29,7 @@ from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, l
 from neuroloop.launcher import Launcher, ManagedProcess
 from neuroloop.local import EngineLink, LocalEngine
 from neuroloop.loop import FTILoop, Recorder
+from neuroloop.tasks import build_task
 
 SHUTDOWN_TIMEOUT_S = 5.0
 """How long each engine gets to answer the Shutdown call at the end of a simulation."""
@@ -294,7 +295,23 @@ class Simulation:
                     f"{len(found)} status functions",
                 )
             status = found[0]
-        return FunctionManager(loaded, status)
+        return FunctionManager(loaded, status, self._task([*loaded, *([status] if status else [])]))
+
+    def _task(self, functions: list[LoadedFunction]) -> object | None:
+        """The task of the config's ``Task`` section, built for the functions that read it."""
+        config = self.config
+        readers = [f for f in functions if f.function.task_keyword]
+        if config.task is None:
+            if readers:
+                raise ConfigError(
+                    str(config.path),
+                    "Task",
+                    f"a Task section: function {readers[0].label!r} in "
+                    f"{readers[0].file.name} reads the simulation's task",
+                    "no Task",
+                )
+            return None
+        return build_task(config.task, str(config.path), config.directory)
 
     def _engine_command(self, engine: EngineConfig) -> list[str]:
         if engine.proc_cmd:

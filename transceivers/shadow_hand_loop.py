@@ -1,7 +1,8 @@
 """The Shadow Hand closed loop as NRP-style functions: body -> brain -> body, with a task.
 
-``HandTaskLoop("reach", ...).functions()`` builds four declared functions for a simulation with
-a MuJoCo engine (``physics``) and a Keras brain engine (``brain``):
+``HandTaskLoop().functions()`` builds four declared functions for a simulation with a MuJoCo
+engine (``physics``), a Keras brain engine (``brain``) and a ``Task`` section (the task and
+its options, passed in by ``@SimulationTask``):
 
 - ``observe`` (preprocessing, physics): physics datapacks -> the task's step outcome
   (reward, success, episode ends) -> preprocessed datapacks: the Sensation modalities,
@@ -13,7 +14,7 @@ a MuJoCo engine (``physics``) and a Keras brain engine (``brain``):
 
 A function file assigns them at module level, which is all the loader needs::
 
-    observe, to_brain, to_body, status = HandTaskLoop("reach", episode_steps=50).functions()
+    observe, to_brain, to_body, status = HandTaskLoop().functions()
 
 List the file both under DataPackProcessingFunctions and as the StatusFunction: it is
 loaded once, so all four share one ``HandTaskLoop``.
@@ -37,12 +38,13 @@ from neuroloop.functions import (
     PreprocessedDataPack,
     PreprocessingFunction,
     SimulationStatus,
+    SimulationTask,
     SimulationTime,
     StatusFunction,
     TransceiverFunction,
 )
+from neuroloop.plugins.experiments.base import Task
 from neuroloop.plugins.experiments.episodes import StepOutcome, TaskEpisodes
-from neuroloop.plugins.experiments.registry import get_task
 from neuroloop.plugins.transceivers.shadow_hand import sensation_from_physics
 
 PHYSICS_STATE = (
@@ -72,8 +74,6 @@ class HandTaskLoop:
     """The state behind the four functions: the task's episodes over the batch of worlds.
 
     Args:
-        task_name: A task registered in ``experiments`` (``reach``, ``freereach``,
-            ``manipulate_block``).
         physics: The MuJoCo engine's name.
         brain: The brain engine's name.
         distribution: The brain's policy distribution (how to map its action to ``ctrl``).
@@ -82,41 +82,34 @@ class HandTaskLoop:
         seed: Seed of the goal sampler at every (re)start of the simulation; by default the
             seed is taken from the initial physics state, so a seeded reset of the engines
             also repeats the goals.
-        reward_config: Reward term weights overriding the task's defaults.
     """
 
     def __init__(
         self,
-        task_name: str,
         *,
         physics: str = "physics",
         brain: str = "brain",
         distribution: str = "beta",
         n_bins: int | None = None,
-        episode_steps: int | None = None,
         seed: int | None = None,
-        reward_config: Mapping[str, float] | None = None,
     ) -> None:
-        self.task = get_task(task_name)
         self.physics = physics
         self.brain = brain
         self.actions = get_actions(distribution, None if n_bins is None else {"n_bins": n_bins})
         self.seed = seed
-        # The control timestep is learnt from the loop's clock at the second observation.
-        self.episodes = TaskEpisodes(
-            self.task,
-            control_dt_s=0.0,
-            episode_steps=episode_steps,
-            seed=seed,
-            reward_config=reward_config,
-        )
+        self.episodes: TaskEpisodes | None = None
+        """The task's episodes, made at the first observation of the task."""
         self.last_ns: int | None = None
 
-    def observe(self, now: int, **state: DataPack) -> list[DataPack]:
+    def observe(self, now: int, task: Task, **state: DataPack) -> list[DataPack]:
         """Physics state -> task outcome -> Sensation, episode_start, reset_worlds."""
         values = {name: np.asarray(dp.data) for name, dp in state.items() if dp.data is not None}
         if len(values) < len(state):
             return []
+        if self.episodes is None or self.episodes.task is not task:
+            # The control timestep is learnt from the loop's clock at the second observation.
+            self.episodes = TaskEpisodes(task, control_dt_s=0.0, seed=self.seed)
+            self.last_ns = None
         if self.last_ns is None or now <= self.last_ns:
             # First observation, or the simulation was reset: every episode starts afresh,
             # with goals drawn from a seed that the (seeded) initial physics state fixes.
@@ -125,7 +118,7 @@ class HandTaskLoop:
             self.episodes.control_dt_s = (now - self.last_ns) / NS_PER_S
         self.last_ns = now
         outcome: StepOutcome = self.episodes.observe(values)
-        orientation = outcome.goal if self.task.goal_is_orientation else None
+        orientation = outcome.goal if task.goal_is_orientation else None
         sensation = sensation_from_physics(values, outcome.goal, orientation)
         physics = self.physics
         datapacks = [DataPack(m, physics, sensation[m].astype(np.float32)) for m in sensation]
@@ -156,15 +149,15 @@ class HandTaskLoop:
             datapacks.append(DataPack("reset_worlds", self.physics, reset_worlds.data))
         return datapacks
 
-    def status(self) -> SimulationStatus:
+    def status(self, task: Task) -> SimulationStatus:
         """Finished episodes, their mean return and the task metric."""
         report = SimulationStatus()
-        summary = self.episodes.record.summary()
+        summary = self.episodes.record.summary() if self.episodes else {"episodes": 0}
         report["episodes"] = summary["episodes"]
         if summary["episodes"]:
             report["recent_episodes"] = summary["recent"]
-            report[self.task.metric] = summary["mean_metric"]
-            report[f"{self.task.metric}_std"] = summary["std_metric"]
+            report[task.metric] = summary["mean_metric"]
+            report[f"{task.metric}_std"] = summary["std_metric"]
             report["mean_return"] = summary["mean_return"]
         return report
 
@@ -180,7 +173,7 @@ class HandTaskLoop:
         def preprocessed(name: str) -> PreprocessedDataPack:
             return PreprocessedDataPack(name, DataPackIdentifier(name, physics))
 
-        observe = SimulationTime("now")(self.observe)
+        observe = SimulationTask("task")(SimulationTime("now")(self.observe))
         for name in PHYSICS_STATE:
             observe = from_physics(name)(observe)
         to_brain = DataPackFunction(self.to_brain)
@@ -195,5 +188,5 @@ class HandTaskLoop:
             PreprocessingFunction(physics)(observe),
             TransceiverFunction(brain)(to_brain),
             TransceiverFunction(physics)(to_body),
-            StatusFunction()(self.status),
+            StatusFunction()(SimulationTask("task")(self.status)),
         )

@@ -7,6 +7,7 @@ from neuroloop.config.model import (
     ExternalProcessConfig,
     FunctionConfig,
     SimulationConfig,
+    TaskConfig,
     load_config,
     seconds_to_ns,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "FunctionConfig",
     "JsonPath",
     "SimulationConfig",
+    "TaskConfig",
     "engine_extra_configs",
     "load_config",
     "load_document",

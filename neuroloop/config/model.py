@@ -125,6 +125,19 @@ class ExternalProcessConfig:
 
 
 @dataclass(frozen=True)
+class TaskConfig:
+    """``Task``: the task the simulation's functions run, and its options."""
+
+    name: str
+    """``Name``: a registered task name, ``file.py:Class`` (the file absolute) or
+    ``module:Class``."""
+    options: Mapping[str, Any]
+    """``Options``: the task class's ``__init__`` arguments, keys in CamelCase."""
+    reward_weights: Mapping[str, float]
+    """``RewardWeights``: weights of reward terms by name."""
+
+
+@dataclass(frozen=True)
 class SimulationConfig:
     """A validated simulation config."""
 
@@ -151,6 +164,8 @@ class SimulationConfig:
     document: Mapping[str, Any]
     """The whole document after overrides, with defaults filled and file paths absolute. It
     validates against the schema, so it can be saved and loaded again."""
+    task: TaskConfig | None = None
+    """``Task``, if any."""
 
     @property
     def directory(self) -> Path:
@@ -245,6 +260,11 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
         status = document["StatusFunction"]
         where = ("StatusFunction", "FileName")
         status["FileName"] = _existing_file(status["FileName"], directory, label, where)
+    task = document.get("Task")
+    if task is not None and ".py:" in task["Name"]:
+        target, _, class_name = task["Name"].rpartition(":")
+        resolved = _existing_file(target, directory, label, ("Task", "Name"))
+        task["Name"] = f"{resolved}:{class_name}"
 
 
 def _check_engine_extras(document: dict[str, Any], label: str) -> None:
@@ -300,6 +320,17 @@ def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig
             for item in document["ExternalProcesses"]
         ),
         document=MappingProxyType(document),
+        task=_task(document.get("Task")),
+    )
+
+
+def _task(section: Mapping[str, Any] | None) -> TaskConfig | None:
+    if section is None:
+        return None
+    return TaskConfig(
+        section["Name"],
+        MappingProxyType(dict(section["Options"])),
+        MappingProxyType(dict(section["RewardWeights"])),
     )
 
 
