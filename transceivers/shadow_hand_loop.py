@@ -32,6 +32,7 @@ import numpy as np
 from neuroloop.datapack import DataPack, DataPackIdentifier
 from neuroloop.functions import (
     DataPackFunction,
+    EngineConstant,
     EngineDataPack,
     PreprocessedDataPack,
     PreprocessingFunction,
@@ -189,7 +190,7 @@ class HandTaskLoop:
         for name in (*SENT_MODALITIES, "episode_start"):
             to_brain = preprocessed(name)(to_brain)
         to_body = EngineDataPack("action", DataPackIdentifier("action", brain))(
-            from_physics("actuator_ctrlrange", "ctrlrange")(
+            EngineConstant("ctrlrange", DataPackIdentifier("actuator_ctrlrange", physics))(
                 preprocessed("reset_worlds")(self.to_body)
             )
         )
