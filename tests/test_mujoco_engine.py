@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import pytest
 
 from neuroloop.engine import EngineHost
 from neuroloop.plugins.engines.mujoco_engine import (
-    INITIAL_JOINT_NOISE,
+    SCHEMA_FILE,
     MujocoEngine,
     PhysicsError,
     PhysicsInstabilityError,
@@ -31,6 +33,10 @@ CONTROL_DT_NS = 20_000_000
 STEPS_PER_SECOND = 50
 NAME = "physics"
 REPO = Path(__file__).resolve().parents[1]
+SHADOW_HAND = str(REPO / "experiments" / "bodies" / "shadow_hand.yaml")
+BLOCK_YAW = {"object:joint": {"Axis": [0, 0, 1], "Angle": math.pi}}
+"""The block task's initial yaw (simulation_configs/shadow_hand_manipulate_block.json)."""
+JOINT_NOISE = json.loads(SCHEMA_FILE.read_text())["properties"]["JointNoise"]["default"]
 
 UNSTABLE_MJCF = """
 <mujoco>
@@ -67,10 +73,12 @@ SMALL_ARENA = "32K"
 
 
 def config(model: str = "reach", timestep: float = CONTROL_DT_S, **extra: Any) -> dict[str, Any]:
+    """A Shadow Hand model with its body description (and the block task's yaw noise)."""
+    noise = {"RotationNoise": BLOCK_YAW} if model.startswith("manipulate") else {}
     return {
         "EngineName": NAME,
         "EngineTimestep": timestep,
-        "EngineExtraConfigs": {"Model": model, **extra},
+        "EngineExtraConfigs": {"Model": model, "Body": SHADOW_HAND, **noise, **extra},
     }
 
 
@@ -218,7 +226,7 @@ def test_reset_noise_is_small_and_inside_joint_ranges(open_engines: list[MujocoE
     initial = read(host)["joint_positions"]
     host.reset(11)
     noisy = read(host)["joint_positions"]
-    assert np.all(np.abs(noisy - initial) <= INITIAL_JOINT_NOISE)
+    assert np.all(np.abs(noisy - initial) <= JOINT_NOISE)
     model = engine._model
     assert model is not None
     low, high = model.jnt_range[:24].T
@@ -316,7 +324,7 @@ def test_instability_raises_naming_engine_and_world(
         "EngineTimestep": CONTROL_DT_S,
         "WorldFileName": "unstable.xml",
         "ConfigDirectory": str(scratch_dir),
-        "EngineExtraConfigs": {"Worlds": 2},
+        "EngineExtraConfigs": {"Worlds": 2, "Publish": {"joint_positions": {"joints": "spring"}}},
     }
     host, engine = start(cfg, open_engines)
     assert "fingertip_positions" not in engine.datapack_names
