@@ -1,7 +1,7 @@
 """The common shape of a task: goals, reward terms, success, termination, goal bookkeeping.
 
 A task works on *states*: mappings from physics datapack names (``fingertip_positions``,
-``object_pose``, ``palm_position``, ...; see ``engines/mujoco_engine.py``) to numpy arrays
+``object_pose``, ``palm_position``, ...; see ``bodies/shadow_hand.yaml``) to numpy arrays
 whose first axis is the world. Everything is batched over worlds ``W``:
 
 - ``sample_goal(rng, state) -> [W, G]``
