@@ -310,7 +310,10 @@ def _element_ids(
         if types is None:
             return np.arange(int(getattr(model, kind.count))), []
         if kind.type_attr is None:
-            raise ValueError(f"{where}: expected a list of names (no type selection here)")
+            raise ValueError(
+                f"{where}.type: expected names (type selection is for joints and sensors). "
+                f"Received: {types!r}"
+            )
         wanted = [types] if isinstance(types, str) else list(types)
         codes = []
         for name in wanted:
@@ -328,8 +331,16 @@ def _element_ids(
     return np.array(ids, dtype=np.int64), missing
 
 
-def build_reader(model: mujoco.MjModel, group: Mapping[str, Any], where: str) -> Reader:
+def build_reader(
+    model: mujoco.MjModel, data: mujoco.MjData, group: Mapping[str, Any], where: str
+) -> Reader:
     """The reader of one declared ``Publish`` group, its index table computed now.
+
+    Args:
+        model: The model whose elements the group names.
+        data: One of its worlds (for the widths of row fields such as ``site_xmat``).
+        group: The group's declaration (see ``$defs/Group`` in the schema).
+        where: Names the group in errors, e.g. ``"[physics] initialize: Publish.touch"``.
 
     Raises:
         ValueError: Naming ``where``, if an element is missing (and no ``absent_shape``), the
@@ -351,7 +362,7 @@ def build_reader(model: mujoco.MjModel, group: Mapping[str, Any], where: str) ->
             f"(not in the model)"
         )
     if kind.ranges is None:
-        width = getattr(mujoco.MjData(model), field).shape[1]
+        width = getattr(data, field).shape[1]
         single = isinstance(group[key], str)
         return Reader(field, ids[0] if single else ids, (width,) if single else (ids.size, width))
     starts, widths = kind.ranges(model, field, ids)
@@ -432,7 +443,8 @@ class MujocoEngine(Engine):
             for name, field in GENERIC_DATAPACKS.items()
         }
         for name, group in publish.items():
-            self._readers[name] = build_reader(model, group, f"{context}: Publish.{name}")
+            where = f"{context}: Publish.{name}"
+            self._readers[name] = build_reader(model, self._datas[0], group, where)
         self._constants = {
             "actuator_ctrlrange": np.array(model.actuator_ctrlrange),
             "joint_range": np.array(model.jnt_range),

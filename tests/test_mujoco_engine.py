@@ -450,3 +450,25 @@ def test_reset_worlds_restarts_only_the_flagged_worlds(open_engines: list[Mujoco
     assert np.abs(after["joint_positions"][[0, 2]] - moved[[0, 2]]).max() < 0.5
     with pytest.raises(ValueError, match="reset_worlds"):
         host.step([("reset_worlds", np.ones(2, dtype=bool))], 0, [])
+
+
+def test_rotation_noise_turns_the_block_about_the_vertical_only(
+    open_engines: list[MujocoEngine],
+) -> None:
+    host, engine = start(config("manipulate_block", Worlds=64), open_engines)
+    host.reset(4)
+    model = engine._model
+    assert model is not None
+    address = model.jnt_qposadr[model.joint("object:joint").id]
+    start_quat = model.qpos0[address + 3 : address + 7]
+    turned = read(host)["object_pose"][:, 3:]
+    # turned = yaw * start, so turned * conj(start) is a pure rotation about z: (c, 0, 0, s).
+    relative = np.empty_like(turned)
+    conjugate = start_quat * np.array([1.0, -1.0, -1.0, -1.0])
+    for row, quat in zip(relative, turned, strict=True):
+        mujoco.mju_mulQuat(row, quat, conjugate)
+    np.testing.assert_allclose(relative[:, 1:3], 0.0, atol=1e-12)
+    yaw = 2.0 * np.arctan2(relative[:, 3], relative[:, 0])
+    yaw = (yaw + np.pi) % (2.0 * np.pi) - np.pi
+    # Uniform on [-pi, pi]: standard deviation pi / sqrt(3) = 1.81.
+    assert abs(yaw.std() - np.pi / np.sqrt(3.0)) < 0.3
