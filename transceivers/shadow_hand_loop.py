@@ -177,8 +177,8 @@ class HandTaskLoop:
         """The declared ``(observe, to_brain, to_body, status)`` functions."""
         physics, brain = self.physics, self.brain
 
-        def from_physics(name: str, keyword: str | None = None) -> EngineDataPack:
-            return EngineDataPack(keyword or name, DataPackIdentifier(name, physics))
+        def from_physics(name: str) -> EngineDataPack:
+            return EngineDataPack(name, DataPackIdentifier(name, physics))
 
         def preprocessed(name: str) -> PreprocessedDataPack:
             return PreprocessedDataPack(name, DataPackIdentifier(name, physics))
