@@ -160,7 +160,9 @@ class KerasBrainEngine(Engine):
                 or the weights file is missing or does not fit the brain.
         """
         context = f"[{self.name}] initialize"
-        extra = engine_extra_configs(__file__, config.get("EngineExtraConfigs") or {}, context)
+        extra = engine_extra_configs(
+            __file__, config.get("EngineExtraConfigs") or {}, f"{context}:"
+        )
         self._base = Path(config.get("ConfigDirectory") or Path.cwd())
         _set_threads(extra["Threads"], self._log)
         self._worlds = extra["Worlds"]

@@ -1,83 +1,46 @@
 """MuJoCo physics engine: one MjModel, many MjData (worlds), stepped in one call.
 
-The engine's section of a simulation config::
-
-    {
-      "EngineName": "physics",
-      "EngineType": "mujoco",
-      "EngineTimestep": 0.02,
-      "EngineExtraConfigs": {
-        "Model": "reach",
-        "Worlds": 4
-      }
-    }
-
-``Model`` is a path to an MJCF file or the name of a Shadow Hand model shipped with the
-installed gymnasium-robotics package (``reach``, ``manipulate_block``,
-``manipulate_block_touch_sensors``, ...; see ``shipped_models()``), loaded in place and never
-copied. ``WorldFileName`` (NRP-core's key) may name the MJCF file instead. Relative paths are
-resolved against ``ConfigDirectory``.
+The engine knows MuJoCo, not bodies. Its ``EngineExtraConfigs`` are described, key by key,
+in ``mujoco_engine.schema.json`` next to this file; a body's named datapacks (``Publish``)
+and goal markers (``Hold``) are declared there or in a ``Body`` description file such as
+``experiments/bodies/shadow_hand.yaml``, so a new MJCF body needs no engine edit.
 
 Every control step runs ``EngineTimestep / model.opt.timestep`` physics substeps with
-``mujoco.mj_step(model, data, nstep=n)`` for each world. State is read through index arrays
-computed once in ``initialize``, never by name per step.
+``mujoco.mj_step(model, data, nstep=n)`` for each world; datapacks are read through index
+tables built once in ``initialize``.
 
-Datapacks out (numpy, first axis = world ``W``; all ``float64`` unless noted):
+Always available (first axis = world ``W``, ``float64``): ``qpos``, ``qvel``, ``ctrl``,
+``actuator_length``, ``actuator_velocity``, ``actuator_force``, ``act`` (muscle and other
+actuator activations), ``sensordata`` and ``time`` ``[W]``; the constants
+``actuator_ctrlrange`` ``[nu, 2]`` and ``joint_range`` ``[njnt, 2]`` (no world axis: read
+them once); ``camera`` ``[W, H, Wi, 3]`` ``uint8`` when ``Camera`` is configured.
 
-====================== ============== ====================================================
-name                   shape          content
-====================== ============== ====================================================
-joint_positions        [W, nj]        qpos of the 1-DoF (hinge, slide) joints, model order
-joint_velocities       [W, nj]        qvel of the same joints
-actuator_positions     [W, nu]        ``data.actuator_length`` (joint position for the
-                                      hand's joint-transmission actuators)
-touch                  [W, nt]        touch sensor readings, model sensor order
-fingertip_positions    [W, 5, 3]      fingertip sites (ff, mf, rf, lf, th) in world frame;
-                                      offered when the model has them
-palm_position          [W, 3]         palm body position; offered when the model has it
-object_pose            [W, 7]         free object position + quaternion (w, x, y, z);
-                                      zeros when the model has no object
-object_velocities      [W, 6]         free object linear velocity (world frame) and
-                                      angular velocity (body frame), as in ``qvel``
-actuator_ctrlrange     [nu, 2]        constant control bounds
-camera                 [W, H, Wi, 3]  ``uint8`` RGB, only when ``Camera`` is configured
-====================== ============== ====================================================
+Datapacks in: ``ctrl`` ``[W, nu]`` (checked for shape and finiteness; MuJoCo clamps
+control-limited actuators), ``reset_worlds`` ``[W]`` bool (restart these worlds at the start
+of the next step, each from its own seeded generator) and every declared ``Hold`` pose.
 
-Datapacks in:
-
-- ``ctrl`` ``[W, nu]``: actuator targets. The shape is checked and non-finite values are
-  rejected with ``ValueError``. Values are passed to MuJoCo unchanged; MuJoCo clamps them to
-  ``actuator_ctrlrange`` for control-limited actuators (all the Shadow Hand's), so the
-  engine does not clip them itself. A control stays in force until the next ``ctrl``.
-- ``reset_worlds`` ``[W]`` bool: worlds to restore to a fresh initial state at the start of
-  the next step (after any ``ctrl`` of the same call, which they replace with the hold
-  pose). Each world draws its initial state from its own generator, seeded by ``reset``,
-  so a seeded run is repeatable. This is how an episode ends in one world of a batch.
-- ``target_pose`` ``[W, 7]``: pose of the goal marker body (the shipped manipulate models'
-  ``target``), offered when the model has one. The marker has a free joint but no
-  collisions; the engine holds it at this pose (zero velocity) before every control step,
-  so it only shows the goal in camera images.
-
-MuJoCo's warning counters are checked after every step: bad qpos, qvel, qacc or ctrl
-(simulation instability) raise ``PhysicsInstabilityError`` naming the engine and world;
-contact or constraint buffer overflow and bad inertia are logged as warnings. MuJoCo errors
-during a step (in MuJoCo 3 an exhausted memory arena is one, not a warning) raise
-``PhysicsError`` naming the engine and world.
+MuJoCo's warning counters are checked after every step: bad qpos, qvel, qacc or ctrl raise
+``PhysicsInstabilityError`` naming the engine and world; contact or constraint buffer
+overflow and bad inertia are logged. MuJoCo errors during a step raise ``PhysicsError``.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
-import math
 import os
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import jsonschema
 import numpy as np
+import yaml
 
 try:
     import mujoco
@@ -88,8 +51,9 @@ except (AttributeError, ImportError) as _gl_error:  # MUJOCO_GL names a missing 
         f"{os.environ.get('MUJOCO_GL', '')!r}, {type(_gl_error).__name__}: {_gl_error}"
     ) from _gl_error
 
+from neuroloop.config import engine_extra_configs
 from neuroloop.datapack import DataPackValue
-from neuroloop.engine import Engine, extra_configs, positive_int
+from neuroloop.engine import Engine
 from neuroloop.errors import EngineError
 
 NS_PER_SECOND = 1_000_000_000
@@ -97,6 +61,12 @@ NS_PER_SECOND = 1_000_000_000
 
 TIMESTEP_RELATIVE_TOLERANCE = 1e-9
 """How far ``EngineTimestep / opt.timestep`` may be from a whole number (float rounding)."""
+
+NS_ROUNDING_TOLERANCE = 1e-3
+"""How far (ns) ``opt.timestep`` may be from a whole number of nanoseconds."""
+
+SCHEMA_FILE = Path(__file__).with_name(f"{Path(__file__).stem}.schema.json")
+"""The JSON Schema of this engine's ``EngineExtraConfigs`` (and of its Body files)."""
 
 SHIPPED_MODEL_PACKAGE = "gymnasium_robotics"
 """The installed package whose Shadow Hand MJCF files ``Model`` may name."""
@@ -107,59 +77,41 @@ SHIPPED_MODEL_FOLDER = ("envs", "assets", "hand")
 ENTROPY_BITS = 128
 """Bits of fresh entropy drawn for ``reset(None)``."""
 
-DEFAULT_WORLDS = 1
-"""Worlds (MjData) per engine when ``Worlds`` is not given."""
-
-DEFAULT_THREADS = 1
-"""Threads stepping the worlds when ``Threads`` is not given (mj_step releases the GIL)."""
-
-FINGERTIP_SITES = (
-    "robot0:S_fftip",
-    "robot0:S_mftip",
-    "robot0:S_rftip",
-    "robot0:S_lftip",
-    "robot0:S_thtip",
-)
-"""Shadow Hand fingertip sites: first, middle, ring, little finger, thumb (thumb last)."""
-
-PALM_BODY = "robot0:palm"
-"""Shadow Hand palm body."""
-
-OBJECT_BODY = "object"
-"""Body with a free joint that the manipulate models' hand handles."""
-
-TARGET_BODY = "target"
-"""Collision-free goal marker body of the manipulate models."""
-
-INITIAL_JOINT_NOISE = 0.02
-"""Half-width (rad, or m for slide joints) of the uniform noise added to 1-DoF joints at reset."""
-
-OBJECT_YAW_RANGE = math.pi
-"""Half-width (rad) of the uniform yaw (about world z) added to the object's initial pose."""
-
 FREE_JOINT_QPOS = 7
 """qpos entries of a free joint: position (3) and quaternion (4)."""
 
 FREE_JOINT_QVEL = 6
 """qvel entries of a free joint: linear (3) and angular (3) velocity."""
 
-DEFAULT_CAMERA_WIDTH = 64
-"""Camera image width in pixels when ``Camera`` gives none."""
+QUATERNION = slice(3, 7)
+"""Quaternion columns of a free joint's qpos."""
 
-DEFAULT_CAMERA_HEIGHT = 64
-"""Camera image height in pixels when ``Camera`` gives none."""
+QPOS_WIDTH = (7, 4, 1, 1)
+"""qpos entries of a joint by ``mjtJoint`` (free, ball, slide, hinge)."""
 
-FREE_CAMERA_LOOKAT = (1.0, 0.96, 0.14)
-"""Point (m) the free camera looks at: the Shadow Hand's palm in the shipped models."""
+DOF_WIDTH = (6, 3, 1, 1)
+"""Degrees of freedom of a joint by ``mjtJoint`` (free, ball, slide, hinge)."""
 
-FREE_CAMERA_DISTANCE = 0.5
-"""Distance (m) of the free camera from its look-at point."""
+SCALAR_JOINTS = (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE)
+"""Joint types with one qpos entry: the ones ``JointNoise`` and ``InitialJointPositions`` set."""
 
-FREE_CAMERA_AZIMUTH = 55.0
-"""Azimuth (deg) of the free camera."""
+ROTATING_JOINTS = (mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_BALL)
+"""Joint types with a quaternion: the ones ``RotationNoise`` turns."""
 
-FREE_CAMERA_ELEVATION = -25.0
-"""Elevation (deg) of the free camera."""
+GENERIC_DATAPACKS = MappingProxyType(
+    {
+        "qpos": "qpos",
+        "qvel": "qvel",
+        "ctrl": "ctrl",
+        "actuator_length": "actuator_length",
+        "actuator_velocity": "actuator_velocity",
+        "actuator_force": "actuator_force",
+        "act": "act",
+        "sensordata": "sensordata",
+        "time": "time",
+    }
+)
+"""Datapacks every model offers, by the MjData field they read whole."""
 
 INSTABILITY_WARNINGS = (
     mujoco.mjtWarning.mjWARN_BADQPOS,
@@ -175,18 +127,6 @@ LOGGED_WARNINGS = (
     mujoco.mjtWarning.mjWARN_CNSTRFULL,
 )
 """MuJoCo warnings that degrade the simulation without breaking it: logged."""
-
-EXTRA_CONFIG_KEYS = (
-    "Model",
-    "Worlds",
-    "Threads",
-    "Camera",
-    "InitialJointPositions",
-)
-"""Keys this engine understands in ``EngineExtraConfigs``."""
-
-CAMERA_KEYS = ("Name", "Width", "Height")
-"""Keys of ``EngineExtraConfigs.Camera``; without ``Name`` a free camera is used."""
 
 GL_ERRORS = (mujoco.FatalError, AttributeError, ImportError, OSError, RuntimeError)
 """What creating an offscreen renderer raises when no OpenGL backend is usable."""
@@ -230,6 +170,214 @@ def shipped_models() -> list[str]:
     )
 
 
+def validate(instance: Any, schema: Mapping[str, Any], where: str, context: str) -> None:
+    """Check a body file against the schema's ``Body``; the first error names ``where`` and
+    the key (``EngineExtraConfigs`` themselves are checked by ``engine_extra_configs``).
+
+    Raises:
+        ValueError: ``"{context}: {where}.Key: expected ... Received: ..."``.
+    """
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(instance)
+    )
+    if error is None:
+        return
+    path = "".join(f".{part}" for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        raise ValueError(
+            f"{context}: {where}{path} keys: expected keys among {allowed}. Received: {unknown}"
+        )
+    if error.validator in ("oneOf", "anyOf"):
+        expected = error.schema.get("description", "one of the forms in the schema")
+    else:
+        expected = f"{error.validator} {json.dumps(error.validator_value)}"
+    raise ValueError(f"{context}: {where}{path}: expected {expected}. Received: {error.instance!r}")
+
+
+def _joint_ranges(model: mujoco.MjModel, field: str, ids: np.ndarray) -> tuple[Any, Any]:
+    if field == "qpos":
+        return model.jnt_qposadr[ids], np.asarray(QPOS_WIDTH)[model.jnt_type[ids]]
+    return model.jnt_dofadr[ids], np.asarray(DOF_WIDTH)[model.jnt_type[ids]]
+
+
+def _sensor_ranges(model: mujoco.MjModel, field: str, ids: np.ndarray) -> tuple[Any, Any]:
+    return model.sensor_adr[ids], model.sensor_dim[ids]
+
+
+def _actuator_ranges(model: mujoco.MjModel, field: str, ids: np.ndarray) -> tuple[Any, Any]:
+    if field == "act":
+        return model.actuator_actadr[ids], model.actuator_actnum[ids]
+    return ids, np.ones_like(ids)
+
+
+@dataclass(frozen=True)
+class ElementKind:
+    """How a ``Publish`` group selects MuJoCo elements of one kind and reads their fields."""
+
+    obj: mujoco.mjtObj
+    """MuJoCo object type, for ``mj_name2id``."""
+    count: str
+    """MjModel attribute counting the elements (``njnt``)."""
+    fields: tuple[str, ...]
+    """MjData fields the group may read; the first is the default."""
+    ranges: Callable[[mujoco.MjModel, str, np.ndarray], tuple[Any, Any]] | None = None
+    """``(starts, widths)`` of each element in a flat field; ``None``: one row per element."""
+    type_attr: str | None = None
+    """MjModel attribute holding each element's type, for ``{"type": [...]}`` selections."""
+    type_enum: Any = None
+    """The MuJoCo enum of those types."""
+    type_prefix: str = ""
+    """Prefix of the enum's member names (``mjJNT_``)."""
+
+
+ELEMENT_KINDS = MappingProxyType(
+    {
+        "sites": ElementKind(mujoco.mjtObj.mjOBJ_SITE, "nsite", ("site_xpos", "site_xmat")),
+        "bodies": ElementKind(
+            mujoco.mjtObj.mjOBJ_BODY,
+            "nbody",
+            ("xpos", "xquat", "xmat", "xipos", "subtree_com", "cvel"),
+        ),
+        "joints": ElementKind(
+            mujoco.mjtObj.mjOBJ_JOINT,
+            "njnt",
+            ("qpos", "qvel", "qacc", "qfrc_actuator"),
+            ranges=_joint_ranges,
+            type_attr="jnt_type",
+            type_enum=mujoco.mjtJoint,
+            type_prefix="mjJNT_",
+        ),
+        "sensors": ElementKind(
+            mujoco.mjtObj.mjOBJ_SENSOR,
+            "nsensor",
+            ("sensordata",),
+            ranges=_sensor_ranges,
+            type_attr="sensor_type",
+            type_enum=mujoco.mjtSensor,
+            type_prefix="mjSENS_",
+        ),
+        "actuators": ElementKind(
+            mujoco.mjtObj.mjOBJ_ACTUATOR,
+            "nu",
+            ("actuator_length", "actuator_velocity", "actuator_force", "ctrl", "act"),
+            ranges=_actuator_ranges,
+        ),
+    }
+)
+"""The element kinds a ``Publish`` group may select, by its key."""
+
+
+@dataclass(frozen=True)
+class Reader:
+    """Reads one datapack from every world: ``field[index]`` reshaped to ``shape`` per world."""
+
+    field: str | None
+    """MjData field; ``None``: zeros (a declared element the model lacks)."""
+    index: Any
+    """Index into the field: an integer array, a slice or ``()``."""
+    shape: tuple[int, ...]
+    """Shape per world."""
+
+    def read(self, datas: Sequence[mujoco.MjData]) -> np.ndarray:
+        """The datapack ``[W, *shape]`` float64."""
+        if self.field is None:
+            return np.zeros((len(datas), *self.shape))
+        field = self.field
+        rows = [np.asarray(getattr(data, field))[self.index] for data in datas]
+        return np.array(rows, dtype=np.float64).reshape((len(datas), *self.shape))
+
+
+@dataclass
+class HeldPose:
+    """A free joint held at a per-world pose before every step (a goal marker)."""
+
+    qpos: int
+    """Address of the joint's qpos."""
+    dof: int
+    """Address of the joint's first degree of freedom."""
+    initial: np.ndarray
+    """The joint's initial pose ``[7]``."""
+    pose: np.ndarray
+    """The pose each world holds ``[W, 7]``."""
+
+
+def _element_ids(
+    model: mujoco.MjModel, kind: ElementKind, selection: Any, where: str
+) -> tuple[np.ndarray, list[str]]:
+    """Ids of the selected elements and the names the model lacks."""
+    if isinstance(selection, Mapping):
+        types = selection.get("type")
+        if types is None:
+            return np.arange(int(getattr(model, kind.count))), []
+        if kind.type_attr is None:
+            raise ValueError(
+                f"{where}.type: expected names (type selection is for joints and sensors). "
+                f"Received: {types!r}"
+            )
+        wanted = [types] if isinstance(types, str) else list(types)
+        codes = []
+        for name in wanted:
+            member = getattr(kind.type_enum, f"{kind.type_prefix}{name.upper()}", None)
+            if member is None:
+                raise ValueError(
+                    f"{where}.type: expected MuJoCo {kind.type_enum.__name__} names. "
+                    f"Received: {name!r}"
+                )
+            codes.append(int(member))
+        return np.flatnonzero(np.isin(getattr(model, kind.type_attr), codes)), []
+    names = [selection] if isinstance(selection, str) else list(selection)
+    ids = [mujoco.mj_name2id(model, kind.obj, name) for name in names]
+    missing = [name for name, index in zip(names, ids, strict=True) if index < 0]
+    return np.array(ids, dtype=np.int64), missing
+
+
+def build_reader(
+    model: mujoco.MjModel, data: mujoco.MjData, group: Mapping[str, Any], where: str
+) -> Reader:
+    """The reader of one declared ``Publish`` group, its index table computed now.
+
+    Args:
+        model: The model whose elements the group names.
+        data: One of its worlds (for the widths of row fields such as ``site_xmat``).
+        group: The group's declaration (see ``$defs/Group`` in the schema).
+        where: Names the group in errors, e.g. ``"[physics] initialize: Publish.touch"``.
+
+    Raises:
+        ValueError: Naming ``where``, if an element is missing (and no ``absent_shape``), the
+            field does not fit the element kind, or an element has no entry in the field.
+    """
+    key = next(key for key in ELEMENT_KINDS if key in group)
+    kind = ELEMENT_KINDS[key]
+    field = group.get("field", kind.fields[0])
+    if field not in kind.fields:
+        raise ValueError(
+            f"{where}.field: expected one of {list(kind.fields)} for {key}. Received: {field!r}"
+        )
+    ids, missing = _element_ids(model, kind, group[key], f"{where}.{key}")
+    if missing:
+        if "absent_shape" in group:
+            return Reader(None, (), tuple(group["absent_shape"]))
+        raise ValueError(
+            f"{where}.{key}: expected names of the model's {key}. Received: {missing} "
+            f"(not in the model)"
+        )
+    if kind.ranges is None:
+        width = getattr(data, field).shape[1]
+        single = isinstance(group[key], str)
+        return Reader(field, ids[0] if single else ids, (width,) if single else (ids.size, width))
+    starts, widths = kind.ranges(model, field, ids)
+    if np.any(starts < 0):
+        raise ValueError(
+            f"{where}: expected every selected element to have entries in {field}. "
+            f"Received: none for {np.asarray(ids)[starts < 0].tolist()}"
+        )
+    spans = [np.arange(s, s + w) for s, w in zip(starts, widths, strict=True)]
+    index = np.concatenate(spans) if spans else np.zeros(0, dtype=np.int64)
+    return Reader(field, index.astype(np.int64), (index.size,))
+
+
 class MujocoEngine(Engine):
     """MuJoCo physics for a batch of worlds sharing one model.
 
@@ -243,27 +391,36 @@ class MujocoEngine(Engine):
         self._names: tuple[str, ...] = ()
         self._model: mujoco.MjModel | None = None
         self._datas: list[mujoco.MjData] = []
+        self._readers: dict[str, Reader] = {}
+        self._constants: dict[str, np.ndarray] = {}
+        self._holds: dict[str, HeldPose] = {}
         self._pool: ThreadPoolExecutor | None = None
         self._renderer: mujoco.Renderer | None = None
-        self._camera: mujoco.MjvCamera | int | str = -1
+        self._camera: mujoco.MjvCamera | str = mujoco.MjvCamera()
         self._camera_frame: np.ndarray | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
     def initialize(self, config: Mapping[str, Any]) -> None:
-        """Load the model, allocate the worlds and compute every index array.
+        """Load the model, allocate the worlds and build every index table.
 
         Args:
-            config: The engine's section of the simulation config (see the module docstring).
+            config: The engine's section of the simulation config; ``EngineExtraConfigs`` as
+                ``mujoco_engine.schema.json`` describes.
 
         Raises:
-            ValueError: If a key is missing or malformed, the model cannot be loaded, or the
-                engine timestep is not a whole number of physics timesteps.
+            ValueError: If a setting breaks the schema, names what the model lacks, the
+                model cannot be loaded, or the engine timestep is not a whole number of
+                physics timesteps.
             EngineError: If a camera is configured and no OpenGL backend is usable.
         """
         context = f"[{self.name}] initialize"
-        extra = extra_configs(config, EXTRA_CONFIG_KEYS, context)
-        path = self._model_path(config, extra, context)
+        schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+        settings = engine_extra_configs(
+            __file__, config.get("EngineExtraConfigs") or {}, f"{context}:"
+        )
+        base = Path(config.get("ConfigDirectory") or Path.cwd())
+        path = self._model_path(config, settings["Model"], base, context)
         try:
             model = mujoco.MjModel.from_xml_path(str(path))
         except ValueError as error:
@@ -271,38 +428,34 @@ class MujocoEngine(Engine):
         self._model = model
         self._substeps, self._physics_ns = self._substeps_for(config, model, context)
 
-        n_worlds = positive_int(extra.get("Worlds", DEFAULT_WORLDS), context, "Worlds")
-        n_threads = positive_int(extra.get("Threads", DEFAULT_THREADS), context, "Threads")
+        n_worlds = settings["Worlds"]
         self.shutdown()
         self._datas = [mujoco.MjData(model) for _ in range(n_worlds)]
-        if n_threads > 1 and n_worlds > 1:
+        if settings["Threads"] > 1 and n_worlds > 1:
             self._pool = ThreadPoolExecutor(
-                max_workers=min(n_threads, n_worlds), thread_name_prefix=f"{self.name}-world"
+                max_workers=min(settings["Threads"], n_worlds),
+                thread_name_prefix=f"{self.name}-world",
             )
 
-        self._index(model, context)
-        self._initial_qpos = self._initial_positions(model, extra, context)
+        publish, hold = self._declarations(settings, schema, base, context)
+        self._readers = {
+            name: Reader(field, slice(None) if field != "time" else (), self._generic_shape(field))
+            for name, field in GENERIC_DATAPACKS.items()
+        }
+        for name, group in publish.items():
+            where = f"{context}: Publish.{name}"
+            self._readers[name] = build_reader(model, self._datas[0], group, where)
+        self._constants = {
+            "actuator_ctrlrange": np.array(model.actuator_ctrlrange),
+            "joint_range": np.array(model.jnt_range),
+        }
+        self._holds = self._held_poses(model, hold, n_worlds, context)
+        self._initial_state(model, settings, context)
         self._warning_counts = self.warning_counts()
 
-        names = [
-            "joint_positions",
-            "joint_velocities",
-            "actuator_positions",
-            "touch",
-            "object_pose",
-            "object_velocities",
-            "actuator_ctrlrange",
-            "ctrl",
-        ]
-        if self._fingertip_ids.size:
-            names.append("fingertip_positions")
-        if self._palm_id >= 0:
-            names.append("palm_position")
-        if self._target_qpos >= 0:
-            names.append("target_pose")
-        camera = extra.get("Camera")
-        if camera is not None:
-            self._open_camera(model, camera, context)
+        names = [*self._readers, *self._constants, *self._holds]
+        if settings["Camera"] is not None:
+            self._open_camera(model, settings["Camera"], context)
             names.append("camera")
         names.append("reset_worlds")
         self._names = tuple(names)
@@ -314,11 +467,11 @@ class MujocoEngine(Engine):
     def reset(self, seed: int | None) -> None:
         """Restore every world to its initial state with seeded noise.
 
-        World ``i`` draws from ``numpy.random.default_rng([seed, i])``: uniform noise of
-        ``INITIAL_JOINT_NOISE`` on the 1-DoF joints (kept inside limited joints' ranges) and,
-        when the model has a free object, a uniform yaw within ``OBJECT_YAW_RANGE``.
-        Controls are set to hold the new pose (``ctrl`` = actuator length, clipped to the
-        control range). ``seed=None`` draws fresh entropy.
+        World ``i`` draws from ``numpy.random.default_rng([seed, i])``: ``JointNoise`` on the
+        hinge and slide joints (kept inside limited joints' ranges), then each
+        ``RotationNoise`` turn in declared order. Position servos hold the new pose (``ctrl``
+        = actuator length, clipped to the control range); other controls start at 0.
+        ``seed=None`` draws fresh entropy.
 
         Args:
             seed: Non-negative integer that makes the initial states repeatable, or ``None``.
@@ -361,7 +514,7 @@ class MujocoEngine(Engine):
                 )
 
         def advance(world: int) -> None:
-            self._hold_target(world)
+            self._hold(world)
             try:
                 mujoco.mj_step(model, self._datas[world], nstep=nstep)
             except mujoco.FatalError as error:
@@ -409,43 +562,21 @@ class MujocoEngine(Engine):
         return np.array([data.warning.number for data in self._datas], dtype=np.int64)
 
     def get_datapack(self, name: str) -> DataPackValue:
-        if name not in self._names:
-            raise ValueError(
-                f"[{self.name}] get: expected one of this engine's datapacks "
-                f"({', '.join(self._names) or 'none: not initialized'}). Received: {name!r}"
-            )
-        datas = self._datas
-        if name == "joint_positions":
-            return np.array([data.qpos[self._joint_qpos] for data in datas])
-        if name == "joint_velocities":
-            return np.array([data.qvel[self._joint_dof] for data in datas])
-        if name == "actuator_positions":
-            return np.array([data.actuator_length for data in datas])
-        if name == "touch":
-            return np.array([data.sensordata[self._touch_adr] for data in datas])
-        if name == "fingertip_positions":
-            return np.array([data.site_xpos[self._fingertip_ids] for data in datas])
-        if name == "palm_position":
-            return np.array([data.xpos[self._palm_id] for data in datas])
-        if name == "object_pose":
-            if self._object_qpos < 0:
-                return np.zeros((len(datas), FREE_JOINT_QPOS))
-            qpos = slice(self._object_qpos, self._object_qpos + FREE_JOINT_QPOS)
-            return np.array([data.qpos[qpos] for data in datas])
-        if name == "object_velocities":
-            if self._object_dof < 0:
-                return np.zeros((len(datas), FREE_JOINT_QVEL))
-            qvel = slice(self._object_dof, self._object_dof + FREE_JOINT_QVEL)
-            return np.array([data.qvel[qvel] for data in datas])
-        if name == "actuator_ctrlrange":
-            return np.array(self._require_model("get actuator_ctrlrange").actuator_ctrlrange)
-        if name == "ctrl":
-            return np.array([data.ctrl for data in datas])
-        if name == "target_pose":
-            return self._target_pose.copy()
+        reader = self._readers.get(name)
+        if reader is not None:
+            return reader.read(self._datas)
+        if name in self._constants:
+            return self._constants[name].copy()
+        if name in self._holds:
+            return self._holds[name].pose.copy()
         if name == "reset_worlds":
             return self._pending_resets.copy()
-        return self._render()  # "camera": the only datapack name left
+        if name == "camera" and self._renderer is not None:
+            return self._render()
+        raise ValueError(
+            f"[{self.name}] get: expected one of this engine's datapacks "
+            f"({', '.join(self._names) or 'none: not initialized'}). Received: {name!r}"
+        )
 
     def set_datapack(self, name: str, value: DataPackValue) -> None:
         if name == "reset_worlds":
@@ -463,23 +594,22 @@ class MujocoEngine(Engine):
             for data, row in zip(self._datas, ctrl, strict=True):
                 data.ctrl[:] = row
             return
-        if name == "target_pose" and "target_pose" in self._names:
+        if name in self._holds:
             pose = self._finite_array(name, value, (len(self._datas), FREE_JOINT_QPOS))
-            norms = np.linalg.norm(pose[:, 3:], axis=1, keepdims=True)
+            norms = np.linalg.norm(pose[:, QUATERNION], axis=1, keepdims=True)
             if np.any(norms == 0.0):
                 raise ValueError(
-                    f"[{self.name}] set target_pose: expected non-zero quaternions "
+                    f"[{self.name}] set {name}: expected non-zero quaternions "
                     f"(columns 3..6). Received: a zero quaternion in worlds "
                     f"{np.flatnonzero(norms[:, 0] == 0.0).tolist()}"
                 )
-            pose[:, 3:] /= norms
-            self._target_pose = pose
+            pose[:, QUATERNION] /= norms
+            self._holds[name].pose = pose
             self._camera_frame = None
             return
         raise ValueError(
             f"[{self.name}] set: expected one of the datapacks this engine accepts "
-            f"(ctrl, reset_worlds{', target_pose' if 'target_pose' in self._names else ''}). "
-            f"Received: {name!r}"
+            f"({', '.join(['ctrl', 'reset_worlds', *self._holds])}). Received: {name!r}"
         )
 
     # ------------------------------------------------------------------ helpers
@@ -490,10 +620,9 @@ class MujocoEngine(Engine):
         return self._model
 
     def _model_path(
-        self, config: Mapping[str, Any], extra: Mapping[str, Any], context: str
+        self, config: Mapping[str, Any], model: str | None, base: Path, context: str
     ) -> Path:
         world_file = config.get("WorldFileName")
-        model = extra.get("Model")
         if world_file and model:
             raise ValueError(
                 f"{context}: expected either WorldFileName or EngineExtraConfigs.Model, not "
@@ -505,7 +634,6 @@ class MujocoEngine(Engine):
                 f"{context}: expected WorldFileName or EngineExtraConfigs.Model (an MJCF path "
                 f"or one of {shipped_models()}). Received: {spec!r}"
             )
-        base = Path(config.get("ConfigDirectory") or Path.cwd())
         path = Path(spec) if Path(spec).is_absolute() else base / spec
         if path.is_file():
             return path
@@ -523,7 +651,7 @@ class MujocoEngine(Engine):
     ) -> tuple[int, int]:
         physics_dt = float(model.opt.timestep)
         physics_ns = round(physics_dt * NS_PER_SECOND)
-        if abs(physics_ns - physics_dt * NS_PER_SECOND) > 1e-3:
+        if abs(physics_ns - physics_dt * NS_PER_SECOND) > NS_ROUNDING_TOLERANCE:
             raise ValueError(
                 f"{context}: expected the model's opt.timestep to be a whole number of "
                 f"nanoseconds. Received: opt.timestep={physics_dt}"
@@ -544,97 +672,128 @@ class MujocoEngine(Engine):
             )
         return substeps, physics_ns
 
-    def _index(self, model: mujoco.MjModel, context: str) -> None:
-        """Compute once every index array the datapacks read through."""
-        scalar = np.isin(model.jnt_type, (mujoco.mjtJoint.mjJNT_HINGE, mujoco.mjtJoint.mjJNT_SLIDE))
-        self._joints = np.flatnonzero(scalar)
-        self._joint_qpos = model.jnt_qposadr[self._joints].copy()
-        self._joint_dof = model.jnt_dofadr[self._joints].copy()
-        self._joint_noise_low = np.full(self._joints.size, -np.inf)
-        self._joint_noise_high = np.full(self._joints.size, np.inf)
-        limited = model.jnt_limited[self._joints].astype(bool)
-        self._joint_noise_low[limited] = model.jnt_range[self._joints[limited], 0]
-        self._joint_noise_high[limited] = model.jnt_range[self._joints[limited], 1]
-
-        touch = np.flatnonzero(model.sensor_type == mujoco.mjtSensor.mjSENS_TOUCH)
-        self._touch_adr = model.sensor_adr[touch].copy()
-
-        site_ids = [mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_SITE, n) for n in FINGERTIP_SITES]
-        self._fingertip_ids = np.array(site_ids if min(site_ids) >= 0 else [], dtype=np.int64)
-        self._palm_id = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, PALM_BODY)
-
-        self._object_qpos, self._object_dof = self._free_joint(model, OBJECT_BODY, context)
-        self._target_qpos, self._target_dof = self._free_joint(model, TARGET_BODY, context)
-        self._target_pose = np.zeros((len(self._datas), FREE_JOINT_QPOS))
-        if self._target_qpos >= 0:
-            initial = model.qpos0[self._target_qpos : self._target_qpos + FREE_JOINT_QPOS]
-            self._target_pose[:] = initial
-
-        ctrlrange = model.actuator_ctrlrange
-        self._hold_low = np.where(model.actuator_ctrllimited.astype(bool), ctrlrange[:, 0], -np.inf)
-        self._hold_high = np.where(model.actuator_ctrllimited.astype(bool), ctrlrange[:, 1], np.inf)
-
-    @staticmethod
-    def _free_joint(model: mujoco.MjModel, body_name: str, context: str) -> tuple[int, int]:
-        body = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_BODY, body_name)
-        if body < 0 or model.body_jntnum[body] == 0:
-            return -1, -1
-        joint = model.body_jntadr[body]
-        if model.jnt_type[joint] != mujoco.mjtJoint.mjJNT_FREE:
-            raise ValueError(
-                f"{context}: expected body {body_name!r} to have a free joint. "
-                f"Received: joint type {mujoco.mjtJoint(model.jnt_type[joint]).name}"
-            )
-        return int(model.jnt_qposadr[joint]), int(model.jnt_dofadr[joint])
-
-    def _initial_positions(
-        self, model: mujoco.MjModel, extra: Mapping[str, Any], context: str
-    ) -> np.ndarray:
-        qpos = model.qpos0.copy()
-        given = extra.get("InitialJointPositions") or {}
-        if not isinstance(given, Mapping):
-            raise ValueError(
-                f"{context}: expected InitialJointPositions to map joint names to positions. "
-                f"Received: {given!r}"
-            )
-        for joint_name, value in given.items():
-            joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, joint_name)
-            if joint < 0 or joint not in self._joints:
+    def _declarations(
+        self, settings: Mapping[str, Any], schema: Mapping[str, Any], base: Path, context: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``Publish`` and ``Hold``: the Body file's, updated with the config's own."""
+        publish: dict[str, Any] = {}
+        hold: dict[str, Any] = {}
+        if settings["Body"] is not None:
+            path = Path(settings["Body"])
+            path = path if path.is_absolute() else base / path
+            try:
+                body = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as error:
                 raise ValueError(
-                    f"{context}: expected InitialJointPositions keys to name hinge or slide "
-                    f"joints of the model. Received: {joint_name!r}"
+                    f"{context}: expected EngineExtraConfigs.Body to name a readable YAML body "
+                    f"description. Received: {settings['Body']!r} ({error})"
+                ) from None
+            body_schema = {"$ref": "#/$defs/Body", "$defs": schema["$defs"]}
+            validate(body, body_schema, f"Body file {path}", context)
+            publish.update(body.get("Publish") or {})
+            hold.update(body.get("Hold") or {})
+        publish.update(settings["Publish"])
+        hold.update(settings["Hold"])
+        taken = sorted(
+            (set(publish) | set(hold))
+            & {*GENERIC_DATAPACKS, "actuator_ctrlrange", "joint_range", "reset_worlds", "camera"}
+        )
+        if taken or set(publish) & set(hold):
+            raise ValueError(
+                f"{context}: expected Publish and Hold names apart from each other and from "
+                f"the engine's own datapacks. Received: {taken or sorted(set(publish) & set(hold))}"
+            )
+        return publish, hold
+
+    def _generic_shape(self, field: str) -> tuple[int, ...]:
+        return np.shape(getattr(self._datas[0], field))
+
+    def _held_poses(
+        self, model: mujoco.MjModel, hold: Mapping[str, Any], n_worlds: int, context: str
+    ) -> dict[str, HeldPose]:
+        holds = {}
+        for name, spec in hold.items():
+            joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, spec["joint"])
+            if joint < 0 and spec.get("optional", False):
+                continue
+            if joint < 0 or model.jnt_type[joint] != mujoco.mjtJoint.mjJNT_FREE:
+                raise ValueError(
+                    f"{context}: Hold.{name}.joint: expected a free joint of the model. "
+                    f"Received: {spec['joint']!r}"
                 )
-            if not isinstance(value, int | float) or not math.isfinite(value):
+            qpos = int(model.jnt_qposadr[joint])
+            initial = model.qpos0[qpos : qpos + FREE_JOINT_QPOS].copy()
+            holds[name] = HeldPose(
+                qpos, int(model.jnt_dofadr[joint]), initial, np.tile(initial, (n_worlds, 1))
+            )
+        return holds
+
+    def _initial_state(
+        self, model: mujoco.MjModel, settings: Mapping[str, Any], context: str
+    ) -> None:
+        """Initial qpos, joint noise bounds, rotation noise and position-servo masks."""
+        scalar = np.flatnonzero(np.isin(model.jnt_type, SCALAR_JOINTS))
+        self._noise = float(settings["JointNoise"])
+        self._noise_qpos = model.jnt_qposadr[scalar].copy()
+        limited = model.jnt_limited[scalar].astype(bool)
+        self._noise_low = np.where(limited, model.jnt_range[scalar, 0], -np.inf)
+        self._noise_high = np.where(limited, model.jnt_range[scalar, 1], np.inf)
+
+        qpos = model.qpos0.copy()
+        for joint_name, value in settings["InitialJointPositions"].items():
+            joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, joint_name)
+            if joint < 0 or joint not in scalar:
                 raise ValueError(
-                    f"{context}: expected InitialJointPositions.{joint_name} to be a finite "
-                    f"number. Received: {value!r}"
+                    f"{context}: EngineExtraConfigs.InitialJointPositions: expected names of "
+                    f"hinge or slide joints of the model. Received: {joint_name!r}"
                 )
             qpos[model.jnt_qposadr[joint]] = value
-        return qpos
+        self._initial_qpos = qpos
 
-    def _open_camera(self, model: mujoco.MjModel, camera: Any, context: str) -> None:
-        if not isinstance(camera, Mapping) or set(camera) - set(CAMERA_KEYS):
-            raise ValueError(
-                f"{context}: expected Camera to be an object with keys among "
-                f"{list(CAMERA_KEYS)}. Received: Camera={camera!r}"
-            )
-        width = positive_int(camera.get("Width", DEFAULT_CAMERA_WIDTH), context, "Camera.Width")
-        height = positive_int(camera.get("Height", DEFAULT_CAMERA_HEIGHT), context, "Camera.Height")
+        self._rotations: list[tuple[int, np.ndarray, float]] = []
+        for joint_name, turn in settings["RotationNoise"].items():
+            joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, joint_name)
+            if joint < 0 or model.jnt_type[joint] not in ROTATING_JOINTS:
+                raise ValueError(
+                    f"{context}: EngineExtraConfigs.RotationNoise: expected names of free or "
+                    f"ball joints of the model. Received: {joint_name!r}"
+                )
+            axis = np.asarray(turn["Axis"], dtype=np.float64)
+            if not np.linalg.norm(axis) > 0.0:
+                raise ValueError(
+                    f"{context}: EngineExtraConfigs.RotationNoise.{joint_name}.Axis: expected "
+                    f"a non-zero vector. Received: {turn['Axis']!r}"
+                )
+            start = int(model.jnt_qposadr[joint])
+            start += QUATERNION.start if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_FREE else 0
+            self._rotations.append((start, axis / np.linalg.norm(axis), float(turn["Angle"])))
+
+        servo = (model.actuator_biastype == mujoco.mjtBias.mjBIAS_AFFINE) & (
+            model.actuator_biasprm[:, 1] < 0.0
+        )
+        self._servos = servo
+        limited = model.actuator_ctrllimited.astype(bool)
+        self._ctrl_low = np.where(limited, model.actuator_ctrlrange[:, 0], -np.inf)
+        self._ctrl_high = np.where(limited, model.actuator_ctrlrange[:, 1], np.inf)
+
+    def _open_camera(self, model: mujoco.MjModel, camera: Mapping[str, Any], context: str) -> None:
+        width, height = camera["Width"], camera["Height"]
         name = camera.get("Name")
         if name is None:
             free = mujoco.MjvCamera()
-            free.type = mujoco.mjtCamera.mjCAMERA_FREE
-            free.lookat[:] = FREE_CAMERA_LOOKAT
-            free.distance = FREE_CAMERA_DISTANCE
-            free.azimuth = FREE_CAMERA_AZIMUTH
-            free.elevation = FREE_CAMERA_ELEVATION
+            mujoco.mjv_defaultFreeCamera(model, free)
+            if "LookAt" in camera:
+                free.lookat[:] = camera["LookAt"]
+            free.distance = camera.get("Distance", free.distance)
+            free.azimuth = camera.get("Azimuth", free.azimuth)
+            free.elevation = camera.get("Elevation", free.elevation)
             self._camera = free
         else:
             if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
                 cameras = [model.camera(i).name for i in range(model.ncam)]
                 raise ValueError(
-                    f"{context}: expected Camera.Name to be one of the model's cameras "
-                    f"{cameras} or absent (free camera). Received: {name!r}"
+                    f"{context}: EngineExtraConfigs.Camera.Name: expected one of the model's "
+                    f"cameras {cameras} or absent (free camera). Received: {name!r}"
                 )
             self._camera = name
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
@@ -657,8 +816,8 @@ class MujocoEngine(Engine):
             model = self._require_model("get camera")
             frames = []
             for world, data in enumerate(self._datas):
-                if self._target_qpos >= 0:
-                    self._hold_target(world)
+                if self._holds:
+                    self._hold(world)
                     mujoco.mj_kinematics(model, data)
                     mujoco.mj_camlight(model, data)
                 self._renderer.update_scene(data, camera=self._camera)
@@ -666,14 +825,12 @@ class MujocoEngine(Engine):
             self._camera_frame = np.stack(frames)
         return self._camera_frame.copy()
 
-    def _hold_target(self, world: int) -> None:
-        """Put world ``world``'s goal marker at its target pose, at rest."""
-        if self._target_qpos < 0:
-            return
+    def _hold(self, world: int) -> None:
+        """Put world ``world``'s held joints at their poses, at rest."""
         data = self._datas[world]
-        start, dof = self._target_qpos, self._target_dof
-        data.qpos[start : start + FREE_JOINT_QPOS] = self._target_pose[world]
-        data.qvel[dof : dof + FREE_JOINT_QVEL] = 0.0
+        for held in self._holds.values():
+            data.qpos[held.qpos : held.qpos + FREE_JOINT_QPOS] = held.pose[world]
+            data.qvel[held.dof : held.dof + FREE_JOINT_QVEL] = 0.0
 
     def _seed_worlds(self, seed: int | None) -> None:
         """One generator per world, ``default_rng([seed, world])`` (fresh entropy for None)."""
@@ -686,21 +843,20 @@ class MujocoEngine(Engine):
         mujoco.mj_resetData(model, data)
         data.qpos[:] = self._initial_qpos
         if rng is not None:
-            noise = rng.uniform(-INITIAL_JOINT_NOISE, INITIAL_JOINT_NOISE, self._joints.size)
-            data.qpos[self._joint_qpos] = np.clip(
-                data.qpos[self._joint_qpos] + noise, self._joint_noise_low, self._joint_noise_high
+            noise = rng.uniform(-self._noise, self._noise, self._noise_qpos.size)
+            data.qpos[self._noise_qpos] = np.clip(
+                data.qpos[self._noise_qpos] + noise, self._noise_low, self._noise_high
             )
-            if self._object_qpos >= 0:
-                yaw = rng.uniform(-OBJECT_YAW_RANGE, OBJECT_YAW_RANGE)
-                spin = np.array([math.cos(yaw / 2), 0.0, 0.0, math.sin(yaw / 2)])
-                quat = slice(self._object_qpos + 3, self._object_qpos + FREE_JOINT_QPOS)
+            for start, axis, angle in self._rotations:
+                turn = np.empty(4)
+                mujoco.mju_axisAngle2Quat(turn, axis, rng.uniform(-angle, angle))
+                quat = slice(start, start + 4)
                 turned = np.empty(4)
-                mujoco.mju_mulQuat(turned, spin, data.qpos[quat])
+                mujoco.mju_mulQuat(turned, turn, data.qpos[quat])
                 data.qpos[quat] = turned
-        if self._target_qpos >= 0:
-            initial = self._initial_qpos[self._target_qpos : self._target_qpos + FREE_JOINT_QPOS]
-            self._target_pose[world] = initial
-        self._hold_target(world)
+        for held in self._holds.values():
+            held.pose[world] = held.initial
+        self._hold(world)
         try:
             mujoco.mj_forward(model, data)
         except mujoco.FatalError as error:
@@ -708,7 +864,8 @@ class MujocoEngine(Engine):
                 f"[{self.name}] reset: MuJoCo failed in world {world}; for arena overflow, "
                 f"raise <size memory=...> in the MJCF. Received: {error}"
             ) from None
-        data.ctrl[:] = np.clip(data.actuator_length, self._hold_low, self._hold_high)
+        hold = np.where(self._servos, data.actuator_length, 0.0)
+        data.ctrl[:] = np.clip(hold, self._ctrl_low, self._ctrl_high)
         self._warning_counts[world] = 0
         self._camera_frame = None
 

@@ -4,7 +4,7 @@ A task is an object built with its options and reward weights, e.g.
 ``ReachTask(fingers=("ff",), reward_weights={"success": 5.0})``; ``__init__`` validates them.
 
 A task works on *states*: mappings from physics datapack names (``fingertip_positions``,
-``object_pose``, ``palm_position``, ...; see ``engines/mujoco_engine.py``) to numpy arrays
+``object_pose``, ``palm_position``, ...; see ``bodies/shadow_hand.yaml``) to numpy arrays
 whose first axis is the world. Everything is batched over worlds ``W``:
 
 - ``sample_goal(rng, state) -> [W, G]``

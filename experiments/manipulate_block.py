@@ -13,6 +13,10 @@ Reward terms (AngoraPy's / OpenAI's in-hand reorientation reward), weights as ma
 A reached goal is replaced by a new one (``new_goal_on_success``), with ``GOAL_TIMEOUT_S``
 allowed per goal and at most ``MAX_GOALS`` per episode (both truncate the episode). A drop
 terminates it. The metric is the number of consecutive goals reached (CGR).
+
+Each episode starts with the cube turned about the vertical by a uniform random yaw: the
+block config's ``RotationNoise`` on ``object:joint`` (the MuJoCo engine draws it, seeded,
+at every reset).
 """
 
 from __future__ import annotations

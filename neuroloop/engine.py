@@ -140,47 +140,6 @@ class EngineHost:
         return name
 
 
-def positive_int(value: Any, context: str, key: str) -> int:
-    """``EngineExtraConfigs.key``'s ``value``, checked to be an integer of at least 1.
-
-    Raises:
-        ValueError: Naming ``context`` and ``key``, if it is not.
-    """
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs.{key} to be an integer >= 1. "
-            f"Received: {key}={value!r}"
-        )
-    return value
-
-
-def extra_configs(
-    config: Mapping[str, Any], allowed: Sequence[str], context: str
-) -> Mapping[str, Any]:
-    """An engine's ``EngineExtraConfigs``, checked to be an object with only ``allowed`` keys.
-
-    Args:
-        config: The engine's section of the simulation config.
-        allowed: The keys the engine understands.
-        context: Names the engine and call in errors, e.g. ``"[physics] initialize"``.
-
-    Raises:
-        ValueError: If the section is not an object or has a key outside ``allowed``.
-    """
-    extra = config.get("EngineExtraConfigs") or {}
-    if not isinstance(extra, Mapping):
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs to be an object. Received: {extra!r}"
-        )
-    unknown = sorted(set(extra) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"{context}: expected EngineExtraConfigs keys among {list(allowed)}. "
-            f"Received: {unknown}"
-        )
-    return extra
-
-
 def load_engine_class(spec: str) -> type[Engine]:
     """Find an Engine subclass by ``"module:Class"``, ``"file.py:Class"`` or ``"file.py"``.
 

@@ -64,6 +64,8 @@ class DataPackInput:
     keyword: str
     id: DataPackIdentifier
     preprocessed: bool
+    constant: bool = False
+    """Fetched once when the simulation (re)starts, not with every step."""
 
 
 class DataPackFunction:
@@ -109,6 +111,17 @@ class PreprocessedDataPack(EngineDataPack):
 
     def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
         self.input = DataPackInput(keyword, id, preprocessed=True)
+
+
+class EngineConstant(EngineDataPack):
+    """Pass datapack ``id``, fetched once when the simulation (re)starts, as ``keyword``.
+
+    For values that do not change during a run (control ranges, joint limits): they travel
+    with the engine's initial datapacks, not with every step.
+    """
+
+    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=False, constant=True)
 
 
 class _Kind:
@@ -342,8 +355,9 @@ class FunctionManager:
         self.last_status: dict[str, Any] = {}
         """The last ``SimulationStatus`` the status function returned (reported by the CLI)."""
 
-    def requested(self, engine: str) -> list[str]:
-        """Names of the datapacks that functions read from ``engine``."""
+    def requested(self, engine: str, constant: bool = False) -> list[str]:
+        """Names of the datapacks that functions read from ``engine`` with every step, or,
+        with ``constant``, once at every (re)start (``EngineConstant``)."""
         everything = [*self.preprocessing, *self.transceivers]
         if self.status is not None:
             everything.append(self.status)
@@ -351,7 +365,7 @@ class FunctionManager:
             spec.id.name
             for loaded in everything
             for spec in loaded.function.inputs
-            if not spec.preprocessed and spec.id.engine_name == engine
+            if not spec.preprocessed and spec.id.engine_name == engine and spec.constant == constant
         }
         return sorted(names)
 

@@ -88,6 +88,14 @@ class FTILoop:
         self._outbox: dict[str, dict[str, DataPackValue]] = {e.name: {} for e, _ in engines}
 
     @property
+    def constants(self) -> dict[str, list[str]]:
+        """Datapack names the functions read once per (re)start, by engine."""
+        return {
+            slot.engine.name: self.functions.requested(slot.engine.name, constant=True)
+            for slot in self._slots
+        }
+
+    @property
     def requested(self) -> dict[str, list[str]]:
         """Datapack names the functions read, by engine."""
         return {slot.engine.name: slot.requested for slot in self._slots}

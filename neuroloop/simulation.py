@@ -249,8 +249,9 @@ class Simulation:
     def _restart(self) -> None:
         loop = self.loop
         with self._diagnosing():
+            constants = loop.constants
             initial = {
-                name: self.clients[name].get_datapacks(requested)
+                name: self.clients[name].get_datapacks(sorted({*requested, *constants[name]}))
                 for name, requested in loop.requested.items()
             }
         loop.restart(initial)

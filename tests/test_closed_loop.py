@@ -53,6 +53,9 @@ def test_seeded_reach_runs_repeat_exactly_and_match_the_in_process_loop(tmp_path
     ctrl = first["to_engine/physics/ctrl"]
     ctrlrange = first["from_engine/physics/actuator_ctrlrange"][0]
     assert np.all(ctrl >= ctrlrange[:, 0]) and np.all(ctrl <= ctrlrange[:, 1])
+    # Constants travel once: the control range comes with the initial datapacks, not with
+    # every step's reply.
+    assert first["from_engine/physics/actuator_ctrlrange/time_ns"].tolist() == [0]
     assert engine_processes(os.getpid()) == []
 
 

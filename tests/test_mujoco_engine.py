@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import subprocess
 import sys
@@ -17,7 +19,7 @@ import pytest
 
 from neuroloop.engine import EngineHost
 from neuroloop.plugins.engines.mujoco_engine import (
-    INITIAL_JOINT_NOISE,
+    SCHEMA_FILE,
     MujocoEngine,
     PhysicsError,
     PhysicsInstabilityError,
@@ -31,6 +33,10 @@ CONTROL_DT_NS = 20_000_000
 STEPS_PER_SECOND = 50
 NAME = "physics"
 REPO = Path(__file__).resolve().parents[1]
+SHADOW_HAND = str(REPO / "experiments" / "bodies" / "shadow_hand.yaml")
+BLOCK_YAW = {"object:joint": {"Axis": [0, 0, 1], "Angle": math.pi}}
+"""The block task's initial yaw (simulation_configs/shadow_hand_manipulate_block.json)."""
+JOINT_NOISE = json.loads(SCHEMA_FILE.read_text())["properties"]["JointNoise"]["default"]
 
 UNSTABLE_MJCF = """
 <mujoco>
@@ -67,10 +73,12 @@ SMALL_ARENA = "32K"
 
 
 def config(model: str = "reach", timestep: float = CONTROL_DT_S, **extra: Any) -> dict[str, Any]:
+    """A Shadow Hand model with its body description (and the block task's yaw noise)."""
+    noise = {"RotationNoise": BLOCK_YAW} if model.startswith("manipulate") else {}
     return {
         "EngineName": NAME,
         "EngineTimestep": timestep,
-        "EngineExtraConfigs": {"Model": model, **extra},
+        "EngineExtraConfigs": {"Model": model, "Body": SHADOW_HAND, **noise, **extra},
     }
 
 
@@ -218,7 +226,7 @@ def test_reset_noise_is_small_and_inside_joint_ranges(open_engines: list[MujocoE
     initial = read(host)["joint_positions"]
     host.reset(11)
     noisy = read(host)["joint_positions"]
-    assert np.all(np.abs(noisy - initial) <= INITIAL_JOINT_NOISE)
+    assert np.all(np.abs(noisy - initial) <= JOINT_NOISE)
     model = engine._model
     assert model is not None
     low, high = model.jnt_range[:24].T
@@ -303,7 +311,9 @@ def test_unknown_model_lists_the_shipped_ones(open_engines: list[MujocoEngine]) 
 
 
 def test_unknown_extra_config_key_is_rejected(open_engines: list[MujocoEngine]) -> None:
-    with pytest.raises(ValueError, match=r"EngineExtraConfigs keys.*Received: \['World'\]"):
+    with pytest.raises(
+        ValueError, match=r"EngineExtraConfigs.World: expected a known key.*Received: World=2"
+    ):
         start(config("reach", World=2), open_engines)
 
 
@@ -316,7 +326,7 @@ def test_instability_raises_naming_engine_and_world(
         "EngineTimestep": CONTROL_DT_S,
         "WorldFileName": "unstable.xml",
         "ConfigDirectory": str(scratch_dir),
-        "EngineExtraConfigs": {"Worlds": 2},
+        "EngineExtraConfigs": {"Worlds": 2, "Publish": {"joint_positions": {"joints": "spring"}}},
     }
     host, engine = start(cfg, open_engines)
     assert "fingertip_positions" not in engine.datapack_names
@@ -442,3 +452,25 @@ def test_reset_worlds_restarts_only_the_flagged_worlds(open_engines: list[Mujoco
     assert np.abs(after["joint_positions"][[0, 2]] - moved[[0, 2]]).max() < 0.5
     with pytest.raises(ValueError, match="reset_worlds"):
         host.step([("reset_worlds", np.ones(2, dtype=bool))], 0, [])
+
+
+def test_rotation_noise_turns_the_block_about_the_vertical_only(
+    open_engines: list[MujocoEngine],
+) -> None:
+    host, engine = start(config("manipulate_block", Worlds=64), open_engines)
+    host.reset(4)
+    model = engine._model
+    assert model is not None
+    address = model.jnt_qposadr[model.joint("object:joint").id]
+    start_quat = model.qpos0[address + 3 : address + 7]
+    turned = read(host)["object_pose"][:, 3:]
+    # turned = yaw * start, so turned * conj(start) is a pure rotation about z: (c, 0, 0, s).
+    relative = np.empty_like(turned)
+    conjugate = start_quat * np.array([1.0, -1.0, -1.0, -1.0])
+    for row, quat in zip(relative, turned, strict=True):
+        mujoco.mju_mulQuat(row, quat, conjugate)
+    np.testing.assert_allclose(relative[:, 1:3], 0.0, atol=1e-12)
+    yaw = 2.0 * np.arctan2(relative[:, 3], relative[:, 0])
+    yaw = (yaw + np.pi) % (2.0 * np.pi) - np.pi
+    # Uniform on [-pi, pi]: standard deviation pi / sqrt(3) = 1.81.
+    assert abs(yaw.std() - np.pi / np.sqrt(3.0)) < 0.3

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -34,6 +36,9 @@ X_AXIS = np.array([1.0, 0.0, 0.0])
 Z_AXIS = np.array([0.0, 0.0, 1.0])
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
 PALM = np.array([1.0, 0.96, 0.14])
+SHADOW_HAND = str(
+    Path(__file__).resolve().parents[1] / "experiments" / "bodies" / "shadow_hand.yaml"
+)
 CONTROL_DT_S = 0.02
 
 
@@ -271,7 +276,10 @@ def test_tasks_run_on_real_engine_states(task_name: str, model: str) -> None:
     engine = MujocoEngine("physics")
     host = EngineHost(engine)
     names = host.initialize(
-        {"EngineTimestep": CONTROL_DT_S, "EngineExtraConfigs": {"Model": model, "Worlds": 2}}
+        {
+            "EngineTimestep": CONTROL_DT_S,
+            "EngineExtraConfigs": {"Model": model, "Body": SHADOW_HAND, "Worlds": 2},
+        }
     )
     outputs = [name for name in names if name not in ("ctrl", "target_pose")]
 

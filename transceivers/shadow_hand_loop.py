@@ -34,6 +34,7 @@ from neuroloop.brain.actions import get_actions
 from neuroloop.datapack import DataPack, DataPackIdentifier
 from neuroloop.functions import (
     DataPackFunction,
+    EngineConstant,
     EngineDataPack,
     PreprocessedDataPack,
     PreprocessingFunction,
@@ -167,8 +168,8 @@ class HandTaskLoop:
         """The declared ``(observe, to_brain, to_body, status)`` functions."""
         physics, brain = self.physics, self.brain
 
-        def from_physics(name: str, keyword: str | None = None) -> EngineDataPack:
-            return EngineDataPack(keyword or name, DataPackIdentifier(name, physics))
+        def from_physics(name: str) -> EngineDataPack:
+            return EngineDataPack(name, DataPackIdentifier(name, physics))
 
         def preprocessed(name: str) -> PreprocessedDataPack:
             return PreprocessedDataPack(name, DataPackIdentifier(name, physics))
@@ -180,7 +181,7 @@ class HandTaskLoop:
         for name in (*SENT_MODALITIES, "episode_start"):
             to_brain = preprocessed(name)(to_brain)
         to_body = EngineDataPack("action", DataPackIdentifier("action", brain))(
-            from_physics("actuator_ctrlrange", "ctrlrange")(
+            EngineConstant("ctrlrange", DataPackIdentifier("actuator_ctrlrange", physics))(
                 preprocessed("reset_worlds")(self.to_body)
             )
         )
