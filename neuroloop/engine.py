@@ -18,16 +18,13 @@ servicer in ``neuroloop.server`` wraps a host, and so can any in-process caller.
 from __future__ import annotations
 
 import abc
-import importlib
-import importlib.util
 import inspect
-import sys
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from neuroloop.datapack import DataPackValue
+from neuroloop.modules import load_target, split_spec
 
 
 class Engine(abc.ABC):
@@ -148,27 +145,11 @@ def load_engine_class(spec: str) -> type[Engine]:
     Raises:
         ValueError: If the module, file or class cannot be found, or is not an Engine.
     """
-    target, _, class_name = spec.partition(":")
-    if target.endswith(".py"):
-        path = Path(target).resolve()
-        if not path.is_file():
-            raise ValueError(
-                f"engine file not found: expected an existing .py file. Received: {path}"
-            )
-        module_name = f"neuroloop_engine_{abs(hash(str(path)))}"
-        module_spec = importlib.util.spec_from_file_location(module_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise ValueError(f"cannot load engine file {path}")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[module_name] = module
-        module_spec.loader.exec_module(module)
-    else:
-        try:
-            module = importlib.import_module(target)
-        except ModuleNotFoundError as error:
-            raise ValueError(
-                f"engine {spec!r}: expected an importable module. Received: {error}"
-            ) from None
+    target, class_name = split_spec(spec) if not spec.endswith(".py") else (spec, "")
+    try:
+        module = load_target(target)
+    except ValueError as error:
+        raise ValueError(f"engine {spec!r}: {error}") from None
     if class_name:
         if not hasattr(module, class_name):
             raise ValueError(

@@ -22,8 +22,6 @@ from __future__ import annotations
 import contextvars
 import enum
 import functools
-import importlib.util
-import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +32,7 @@ import numpy as np
 
 from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
 from neuroloop.errors import ConfigError, NeuroloopError
+from neuroloop.modules import load_file
 
 _simulation_time_ns: contextvars.ContextVar[int] = contextvars.ContextVar("time_ns", default=0)
 _simulation_iteration: contextvars.ContextVar[int] = contextvars.ContextVar("iteration", default=0)
@@ -231,16 +230,10 @@ def load_function_file(path: Path, loaded: dict[Path, ModuleType] | None = None)
     """
     if loaded is not None and path in loaded:
         return loaded[path]
-    directory = str(path.parent)
-    if directory not in sys.path:
-        sys.path.append(directory)
-    module_name = f"neuroloop_functions_{path.stem}_{abs(hash(str(path)))}"
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise ConfigError(str(path), "", "a Python file", "a file Python cannot load")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
+    try:
+        module = load_file(path)
+    except ValueError:
+        raise ConfigError(str(path), "", "a Python file", "a file Python cannot load") from None
     if loaded is not None:
         loaded[path] = module
     return module

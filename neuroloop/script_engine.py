@@ -9,14 +9,13 @@ a neuroloop Engine.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from neuroloop.datapack import DataPackValue, is_tensor_value
 from neuroloop.engine import Engine
+from neuroloop.modules import load_file
 
 SCRIPT_CLASS = "Script"
 """The class name NRP-core looks for in an engine script."""
@@ -80,14 +79,10 @@ class ScriptEngine(Engine):
 
     def initialize(self, config: Mapping[str, Any]) -> None:
         path = Path(config["PythonFileName"])
-        module_name = f"neuroloop_script_{self.name}"
-        spec = importlib.util.spec_from_file_location(module_name, path)
-        if spec is None or spec.loader is None:
-            raise ValueError(f"PythonFileName: expected a Python file. Received: {path}")
-        sys.path.insert(0, str(path.parent))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
+        try:
+            module = load_file(path)
+        except ValueError as error:
+            raise ValueError(f"PythonFileName: {error}") from None
         script_class = getattr(module, SCRIPT_CLASS, None)
         if not (isinstance(script_class, type) and issubclass(script_class, EngineScript)):
             raise ValueError(
