@@ -132,6 +132,10 @@ GL_ERRORS = (mujoco.FatalError, AttributeError, ImportError, OSError, RuntimeErr
 """What creating an offscreen renderer raises when no OpenGL backend is usable."""
 
 
+FREE_CAMERA_SETTINGS = {"Distance": "distance", "Azimuth": "azimuth", "Elevation": "elevation"}
+"""``Camera`` keys that adjust the free camera (``mujoco.MjvCamera`` attributes)."""
+
+
 class PhysicsError(EngineError):
     """MuJoCo failed while stepping a world (e.g. its memory arena ran out)."""
 
@@ -350,14 +354,14 @@ def build_reader(
     """
     key = next(key for key in ELEMENT_KINDS if key in group)
     kind = ELEMENT_KINDS[key]
-    field = group.get("field", kind.fields[0])
+    field = group.get("field") or kind.fields[0]
     if field not in kind.fields:
         raise ValueError(
             f"{where}.field: expected one of {list(kind.fields)} for {key}. Received: {field!r}"
         )
     ids, missing = _element_ids(model, kind, group[key], f"{where}.{key}")
     if missing:
-        if "absent_shape" in group:
+        if group.get("absent_shape") is not None:
             return Reader(None, (), tuple(group["absent_shape"]))
         raise ValueError(
             f"{where}.{key}: expected names of the model's {key}. Received: {missing} "
@@ -782,11 +786,11 @@ class MujocoEngine(Engine):
         if name is None:
             free = mujoco.MjvCamera()
             mujoco.mjv_defaultFreeCamera(model, free)
-            if "LookAt" in camera:
+            if camera["LookAt"] is not None:
                 free.lookat[:] = camera["LookAt"]
-            free.distance = camera.get("Distance", free.distance)
-            free.azimuth = camera.get("Azimuth", free.azimuth)
-            free.elevation = camera.get("Elevation", free.elevation)
+            for key, attribute in FREE_CAMERA_SETTINGS.items():
+                if camera[key] is not None:
+                    setattr(free, attribute, camera[key])
             self._camera = free
         else:
             if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
