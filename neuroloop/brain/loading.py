@@ -1,7 +1,8 @@
 """Finding and building brains: a registered name, ``file.py:builder`` or ``module:builder``.
 
-A brain builder is a function
-``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain``. The brains
+A brain builder is a function ``builder(input_shapes, distribution, **options) -> Brain``;
+a builder that can normalize its inputs takes the option ``normalize_inputs`` and decides its
+default (the shipped ones: true). The brains
 that ship with neuroloop are entry points of the group ``neuroloop.brains`` (an installed
 package can add its own the same way); ``register_brain`` adds one in this process.
 ``build_brain`` is the one way the brain engine, training, evaluation and export build a
@@ -23,7 +24,7 @@ from neuroloop.modules import load_object
 from neuroloop.sensation import BATCHED_RANKS, MODALITIES, POLICY_MODALITIES
 
 BrainBuilder: TypeAlias = Callable[..., Brain]
-"""``builder(input_shapes, distribution, *, normalize_inputs, **options) -> Brain``."""
+"""``builder(input_shapes, distribution, **options) -> Brain``."""
 
 BuilderT = TypeVar("BuilderT", bound=BrainBuilder)
 
@@ -127,7 +128,6 @@ def build_brain(
     action_dim: int,
     distribution: str | Distribution = "beta",
     distribution_options: Mapping[str, Any] | None = None,
-    normalize_inputs: bool = True,
     base: Path | None = None,
     **options: Any,
 ) -> Brain:
@@ -143,10 +143,9 @@ def build_brain(
             ``"multicategorical"``) or a ``Distribution`` with the same ``action_dim``.
         distribution_options: Options for ``get_distribution`` when ``distribution`` is a
             name, e.g. ``{"n_bins": 11}``.
-        normalize_inputs: Normalize every non-vision modality input with running
-            statistics inside the brain (``Brain.set_input_statistics``).
         base: Folder a relative builder file is resolved against (the config's).
-        **options: Builder options, e.g. layer sizes (see each builder).
+        **options: Builder options, e.g. layer sizes or ``normalize_inputs`` (see each
+            builder).
 
     Raises:
         ValueError: If ``spec`` names no brain, the shapes are invalid, or the distribution
@@ -170,7 +169,7 @@ def build_brain(
         dist = distribution
     else:
         dist = get_distribution(distribution, action_dim, **(distribution_options or {}))
-    brain = builder(shapes, dist, normalize_inputs=normalize_inputs, **options)
+    brain = builder(shapes, dist, **options)
     if not isinstance(brain, Brain):
         raise ValueError(
             f"build_brain: expected the builder {spec!r} to return a neuroloop Brain. "
