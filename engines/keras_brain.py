@@ -40,7 +40,7 @@ name             shape, dtype            content
                                          ``asymmetric``), cast to float32; must be finite.
                                          Inputs stay until replaced or ``reset``.
 episode_start    [W] bool                worlds whose episode just (re)started: their
-                                         recurrent state is zeroed before the next step
+                                         recurrent state is zeroed now, before the next step
 weights          [n_weights] float       every array of ``joint.get_weights()`` flattened and
                                          concatenated in order (``flat_weights``)
 checkpoint       JSON string             path of a ``.weights.h5`` file to load
@@ -58,10 +58,10 @@ value            [W] float32             the value network's estimate
 alpha, beta      [W, A] float32          Beta parameters (beta distribution)
 mean, log_std    [W, A] float32          Gaussian parameters (gaussian distribution)
 logits           [W, A, n_bins] float32  multicategorical logits
-state            [W, S] float32          the recurrent state the next step starts from (any
-                                         ``episode_start`` applied), ``brain.state_names``
-                                         concatenated in order; ``S = 0`` for a feed-forward
-                                         brain. Read-only.
+<state name>     [W, units] float32      one per ``brain.state_names`` entry (e.g.
+                                         ``policy_state_h``): the recurrent state the next
+                                         step starts from (any ``episode_start`` applied);
+                                         none for a feed-forward brain. Read-only.
 ================ ======================= ===================================================
 
 Reading an input datapack returns what was last set (``weights``: the current weights).
@@ -106,12 +106,11 @@ CHECKPOINT = "checkpoint"
 ACTION = "action"
 LOG_PROB = "log_prob"
 VALUE = "value"
-STATE = "state"
 CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
 """Inputs besides the modalities."""
 
-BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE, STATE)
-"""Outputs besides the distribution's parameters."""
+BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE)
+"""Outputs besides the distribution's parameters and the recurrent state."""
 
 
 def _set_threads(threads: int, log: logging.Logger) -> None:
@@ -140,8 +139,7 @@ class KerasBrainEngine(Engine):
         self._base = Path.cwd()
         self._inputs: dict[str, tf.Tensor] = {}
         self._pending_reset: np.ndarray | None = None
-        self._no_restart: tf.Tensor | None = None
-        self._state: tuple[tf.Tensor, ...] = ()
+        self._state: dict[str, tf.Tensor] = {}
         self._outputs: dict[str, tf.Tensor] = {}
         self._checkpoint: str | None = None
         self._generator: tf.random.Generator | None = None
@@ -177,7 +175,7 @@ class KerasBrainEngine(Engine):
             self._load_weights(brain, weights, f"{context}: EngineExtraConfigs.Weights")
         self._brain = brain
 
-        reserved = {*self._shapes, *CONTROL_INPUTS, *BASE_OUTPUTS}
+        reserved = {*self._shapes, *CONTROL_INPUTS, *BASE_OUTPUTS, *brain.state_names}
         clashing = sorted(reserved & set(brain.distribution.param_names))
         if clashing:
             raise ValueError(
@@ -191,7 +189,7 @@ class KerasBrainEngine(Engine):
             LOG_PROB,
             VALUE,
             *brain.distribution.param_names,
-            STATE,
+            *brain.state_names,
         )
         self._generator = (
             tf.random.Generator.from_non_deterministic_state(alg=RNG_ALGORITHM)
@@ -234,11 +232,7 @@ class KerasBrainEngine(Engine):
                 f"[{self.name}] step: expected every modality the brain reads "
                 f"({', '.join(self._shapes)}) to be set. Received: no {', '.join(missing)}"
             )
-        pending = self._pending_reset
-        restart = self._no_restart if pending is None else tf.constant(pending)
-        outputs, state = self._forward(self._inputs, self._state, restart)
-        self._outputs = outputs
-        self._state = tuple(state)
+        self._outputs, self._state = self._forward(self._inputs, self._state)
         self._pending_reset = None
 
     # ------------------------------------------------------------------ datapacks
@@ -263,8 +257,8 @@ class KerasBrainEngine(Engine):
             return flat_weights(brain.joint)
         if name == CHECKPOINT:
             return self._checkpoint
-        if name == STATE:
-            return self._flat_state()
+        if name in self._state:
+            return self._state[name].numpy()
         if name not in self._names:
             raise ValueError(
                 f"[{self.name}] get: expected one of this engine's datapacks "
@@ -278,7 +272,13 @@ class KerasBrainEngine(Engine):
         if name in self._shapes:
             self._inputs[name] = tf.constant(self._modality(name, value))
         elif name == EPISODE_START:
-            self._pending_reset = self._episode_start(value, self._pending_reset)
+            restart = self._episode_start(value)
+            self._pending_reset = (
+                restart if self._pending_reset is None else self._pending_reset | restart
+            )
+            if restart.any() and self._state:
+                zeroed = brain.reset_state({k: v.numpy() for k, v in self._state.items()}, restart)
+                self._state = {name: tf.constant(state) for name, state in zeroed.items()}
         elif name == WEIGHTS:
             self._set_flat_weights(brain, value)
             self._checkpoint = None
@@ -370,19 +370,16 @@ class KerasBrainEngine(Engine):
                 name: tf.TensorSpec((worlds, *shape), tf.float32, name=name)
                 for name, shape in self._shapes.items()
             },
-            tuple(tf.TensorSpec((worlds, sizes[name]), tf.float32, name=name) for name in names),
-            tf.TensorSpec((worlds,), tf.bool, name=EPISODE_START),
+            {name: tf.TensorSpec((worlds, sizes[name]), tf.float32, name=name) for name in names},
         ]
 
         def forward(
-            inputs: dict[str, tf.Tensor], state: tuple[tf.Tensor, ...], restart: tf.Tensor
-        ) -> tuple[dict[str, tf.Tensor], tuple[tf.Tensor, ...]]:
-            keep = tf.logical_not(restart)[:, tf.newaxis]
+            inputs: dict[str, tf.Tensor], state: dict[str, tf.Tensor]
+        ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
             values: dict[str, tf.Tensor] = {
                 name: tf.expand_dims(tensor, 1) for name, tensor in inputs.items()
             }
-            for name, tensor in zip(names, state, strict=True):
-                values[name] = tf.where(keep, tensor, tf.zeros_like(tensor))
+            values.update(state)
             out = brain.joint(brain.select_inputs(brain.joint, values), training=False)
             params = {key: out[key][:, 0] for key in distribution.param_names}
             if deterministic:
@@ -395,7 +392,7 @@ class KerasBrainEngine(Engine):
                 VALUE: out[VALUE][:, 0, 0],
                 **params,
             }
-            return outputs, tuple(out[name] for name in names)
+            return outputs, {name: out[name] for name in names}
 
         return tf.function(forward).get_concrete_function(*signature)
 
@@ -403,19 +400,10 @@ class KerasBrainEngine(Engine):
         brain = self._require("reset")
         self._inputs = {}
         self._pending_reset = None
-        self._no_restart = tf.zeros((self._worlds,), tf.bool)
         self._outputs = {}
-        self._state = tuple(
-            tf.constant(value) for value in brain.initial_state(self._worlds).values()
-        )
-
-    def _flat_state(self) -> np.ndarray:
-        if not self._state:
-            return np.zeros((self._worlds, 0), np.float32)
-        state = np.concatenate([tensor.numpy() for tensor in self._state], axis=1)
-        if self._pending_reset is not None:
-            state[self._pending_reset] = 0.0
-        return state
+        self._state = {
+            name: tf.constant(value) for name, value in brain.initial_state(self._worlds).items()
+        }
 
     def _modality(self, name: str, value: DataPackValue) -> np.ndarray:
         expected = (self._worlds, *self._shapes[name])
@@ -440,7 +428,7 @@ class KerasBrainEngine(Engine):
             )
         return array
 
-    def _episode_start(self, value: DataPackValue, pending: np.ndarray | None) -> np.ndarray:
+    def _episode_start(self, value: DataPackValue) -> np.ndarray:
         array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
         if array is None or array.shape != (self._worlds,) or array.dtype.kind != "b":
             received = (
@@ -452,7 +440,7 @@ class KerasBrainEngine(Engine):
                 f"[{self.name}] set {EPISODE_START}: expected a bool array of shape "
                 f"({self._worlds},) (one flag per world). Received: {received}"
             )
-        return array.copy() if pending is None else pending | array
+        return array.copy()
 
     def _set_flat_weights(self, brain: Brain, value: DataPackValue) -> None:
         try:

@@ -49,6 +49,10 @@ class Recorder(Protocol):
     ) -> None: ...
 
 
+SentObserver = Callable[[int, Mapping[str, DataPackValue]], None]
+"""Called with the simulated time and the datapacks sent to one engine with one step."""
+
+
 @dataclass
 class _Slot:
     engine: SteppableEngine
@@ -86,6 +90,7 @@ class FTILoop:
         self.done = False
         self._slots = [_Slot(e, dt, functions.requested(e.name)) for e, dt in engines]
         self._outbox: dict[str, dict[str, DataPackValue]] = {e.name: {} for e, _ in engines}
+        self._sent_observers: dict[str, list[SentObserver]] = {}
 
     @property
     def constants(self) -> dict[str, list[str]]:
@@ -107,6 +112,16 @@ class FTILoop:
                 slot.requested = sorted({*slot.requested, *names})
                 return
         raise KeyError(f"no engine {engine!r}; the loop has {', '.join(self.requested)}")
+
+    def observe_sent(self, engine: str, observer: SentObserver) -> None:
+        """Call ``observer(time_ns, datapacks)`` with what each step of ``engine`` is sent.
+
+        The datapacks are the step's own mapping (not copied): read them, do not keep or
+        change the mapping.
+        """
+        if engine not in self._outbox:
+            raise KeyError(f"no engine {engine!r}; the loop has {', '.join(self._outbox)}")
+        self._sent_observers.setdefault(engine, []).append(observer)
 
     def restart(self, initial: Mapping[str, Mapping[str, DataPackValue]]) -> None:
         """Start again at time 0 from each engine's initial datapacks (after init or reset)."""
@@ -188,6 +203,8 @@ class FTILoop:
             if self.recorder is not None:
                 for key, value in to_set.items():
                     self.recorder.record(now, "to_engine", name, key, value)
+            for observer in self._sent_observers.get(name, ()):
+                observer(now, to_set)
             slot.pending = slot.engine.step_async(to_set, slot.timestep_ns, slot.requested)
             slot.due_ns = now + slot.timestep_ns
 

@@ -23,9 +23,10 @@ TINY: dict[str, dict[str, Any]] = {
     "lstm": {"embedding_units": 8, "recurrent_units": 6},
     "mlp": {"hidden_units": [8]},
 }
+LSTM_STATE_NAMES = ["policy_state_h", "policy_state_c", "value_state_h", "value_state_c"]
 LSTM_STATE_SIZE = 4 * TINY["lstm"]["recurrent_units"]
 """policy h, c and value h, c."""
-BETA_OUTPUTS = ["action", "log_prob", "value", "alpha", "beta", "state"]
+BETA_OUTPUTS = ["action", "log_prob", "value", "alpha", "beta", *LSTM_STATE_NAMES]
 TOLERANCE = 1e-5
 N_BINS = 5
 
@@ -113,8 +114,9 @@ def test_lstm_steps_beta_actions_for_every_world(lstm_host: EngineHost) -> None:
     assert out["value"].dtype == np.float32
     assert out["alpha"].shape == out["beta"].shape == (WORLDS, ACTION_DIM)
     assert np.all(out["alpha"] > 1.0)
-    assert out["state"].shape == (WORLDS, LSTM_STATE_SIZE)
-    assert out["state"].dtype == np.float32
+    state = np.concatenate([out[name] for name in LSTM_STATE_NAMES], axis=1)
+    assert state.shape == (WORLDS, LSTM_STATE_SIZE)
+    assert all(out[name].dtype == np.float32 for name in LSTM_STATE_NAMES)
 
 
 def test_deterministic_mode_equals_the_eager_model_and_repeats() -> None:
@@ -170,7 +172,8 @@ def test_state_is_carried_and_episode_start_resets_only_its_world(tmp_path: Path
 
     restart = np.array([False, True, False])
     host.step([("episode_start", restart)], 0, [])
-    state = read(host, ["state"])["state"]
+    named = read(host, LSTM_STATE_NAMES)
+    state = np.concatenate([named[name] for name in LSTM_STATE_NAMES], axis=1)
     assert np.all(state[1] == 0.0) and np.all(state[[0, 2]] != 0.0)
     second = act(host, inputs())
     for key in ("action", "alpha", "beta", "value", "log_prob"):
@@ -201,7 +204,7 @@ def test_weights_datapack_equals_loading_the_weights_file(tmp_path: Path) -> Non
     path = str(tmp_path / "w.weights.h5")
     from_checkpoint = act(checkpointed, [("checkpoint", path), *inputs()])
     assert read(checkpointed, ["checkpoint"])["checkpoint"] == path
-    for key in ("action", "alpha", "beta", "value", "state"):
+    for key in ("action", "alpha", "beta", "value", *LSTM_STATE_NAMES):
         np.testing.assert_allclose(after[key], expected[key], atol=TOLERANCE, err_msg=key)
         np.testing.assert_allclose(from_checkpoint[key], expected[key], atol=TOLERANCE)
 
@@ -279,10 +282,10 @@ def test_multicategorical_gives_bin_indices() -> None:
 
 def test_mlp_brain_has_the_same_interface() -> None:
     host = start("mlp", Distribution="gaussian", Deterministic=True)
-    names = ["action", "log_prob", "value", "mean", "log_std", "state"]
+    names = ["action", "log_prob", "value", "mean", "log_std"]
     first = act(host, inputs(), names)
     second = act(host, [("episode_start", np.ones(WORLDS, bool))], names)
-    assert first["state"].shape == (WORLDS, 0)
+    assert not any("_state_" in name for name in engine(host).datapack_names)
     assert first["action"].shape == first["log_std"].shape == (WORLDS, ACTION_DIM)
     for key in names:
         np.testing.assert_array_equal(second[key], first[key], err_msg=key)

@@ -73,3 +73,16 @@ def test_engines_report_their_names() -> None:
         assert "received" in sim.datapack_names["fast"]
         with pytest.raises(KeyError, match="no engine 'nope'"):
             sim.datapack("time", "nope")
+
+
+def test_observers_see_what_each_step_of_their_engine_is_sent() -> None:
+    sent: list[tuple[int, dict[str, object]]] = []
+    with exchange() as sim:
+        sim.loop.observe_sent("slow", lambda now, datapacks: sent.append((now, dict(datapacks))))
+        sim.run_until_timeout()
+        received = sim.datapack("received", "slow")
+        with pytest.raises(KeyError, match="no engine 'nope'"):
+            sim.loop.observe_sent("nope", lambda now, datapacks: None)
+    # One call per step of the slow engine (20 ms), with exactly what that step was sent.
+    assert [now for now, _ in sent] == [0, 20 * MS, 40 * MS]
+    assert [datapacks["inbox"] for _, datapacks in sent] == received

@@ -282,6 +282,31 @@ def test_two_rank_training_matches_single_process_mean_gradient(
     )
 
 
+def test_episode_figures_count_every_ranks_finished_episodes_once(
+    ranks: list[dict[str, np.ndarray]],
+) -> None:
+    # Known answer (see rollout_arrays_of_rank): both ranks finish world 0's first episode
+    # (2 transitions); rank 1 also finishes world 1's (4 transitions). Rewards arrive on
+    # the steps after an episode's start.
+    returns = [saved["rollout_rewards"][1:3, 0].sum() for saved in ranks]
+    returns.append(ranks[1]["rollout_rewards"][1:5, 1].sum())
+    lengths = [2, 2, 4]
+    steps = RANKS * (mpi_ranks.ROLLOUT_STEPS - 1) * mpi_ranks.ROLLOUT_WORLDS
+    # The task metric: rank 0 reports 0.5 over 1 episode, rank 1 reports 1.0 over 2.
+    task_metric = (0.5 * 1 + 1.0 * 2) / 3
+    for saved in ranks:
+        for metric, expected_metric in (
+            (mpi_ranks.TASK_METRIC, task_metric),
+            ("mean_return", np.mean(returns)),
+        ):
+            figures = dict(zip(mpi_ranks.EPISODE_FIGURES, saved[f"episodes_{metric}"], strict=True))
+            assert figures["episodes"] == len(returns)
+            assert figures["steps"] == steps
+            np.testing.assert_allclose(figures["mean_return"], np.mean(returns), atol=1e-12)
+            assert figures["mean_length"] == np.mean(lengths)
+            np.testing.assert_allclose(figures["metric"], expected_metric, atol=1e-12)
+
+
 def test_an_exception_on_one_rank_ends_every_rank(tmp_path: Path) -> None:
     before = mpich_segments()
     status, report = run_mpiexec(tmp_path, "abort", timeout_s=60.0)

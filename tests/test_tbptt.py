@@ -16,10 +16,10 @@ from neuroloop.training.tbptt import Chunks, forward_chunks, make_chunks, miniba
 CHUNK_LEN = 4
 N_STEPS = 10
 # World 0: episodes start at steps 0 and 3. World 1: an episode runs in from the previous
-# cycle (step 0 is no start) and a new one starts at step 9.
-EPISODE_START = np.zeros((2, N_STEPS), bool)
-EPISODE_START[0, [0, 3]] = True
-EPISODE_START[1, 9] = True
+# cycle (step 0 is no start) and a new one starts at step 9. Time-major: [step, world].
+EPISODE_START = np.zeros((N_STEPS, 2), bool)
+EPISODE_START[[0, 3], 0] = True
+EPISODE_START[9, 1] = True
 # (world, start, length) of every chunk, in order.
 LAYOUT = [(0, 0, 3), (0, 3, 4), (0, 7, 3), (1, 0, 4), (1, 4, 4), (1, 8, 1), (1, 9, 1)]
 UNITS = 3
@@ -31,12 +31,12 @@ TOLERANCE = 1e-5
 def _known_chunks() -> tuple[Chunks, dict[str, np.ndarray], dict[str, np.ndarray]]:
     steps = np.arange(N_STEPS)
     arrays = {
-        "tag": 100 * np.arange(2)[:, None] + steps[None, :] + 1,  # [2, L], never 0
-        "obs": np.arange(2 * N_STEPS * 2, dtype=np.float32).reshape(2, N_STEPS, 2) + 1,
-        "mask": np.ones((2, N_STEPS), np.float32),
+        "tag": 100 * np.arange(2)[None, :] + steps[:, None] + 1,  # [L, 2], never 0
+        "obs": np.arange(N_STEPS * 2 * 2, dtype=np.float32).reshape(N_STEPS, 2, 2) + 1,
+        "mask": np.ones((N_STEPS, 2), np.float32),
     }
-    arrays["mask"][0, 2] = 0.0  # a final observation: no transition leaves it
-    states = {"policy_state_h": np.random.default_rng(0).normal(size=(2, N_STEPS, UNITS)) + 5}
+    arrays["mask"][2, 0] = 0.0  # a final observation: no transition leaves it
+    states = {"policy_state_h": np.random.default_rng(0).normal(size=(N_STEPS, 2, UNITS)) + 5}
     return make_chunks(EPISODE_START, arrays, states, chunk_len=CHUNK_LEN), arrays, states
 
 
@@ -48,13 +48,13 @@ def test_chunk_layout_on_a_hand_built_episode_start() -> None:
     assert chunks.arrays["obs"].shape == (len(LAYOUT), CHUNK_LEN, 2)
     for i, (world, start, length) in enumerate(LAYOUT):
         real = slice(start, start + length)
-        np.testing.assert_array_equal(chunks.arrays["tag"][i, :length], arrays["tag"][world, real])
+        np.testing.assert_array_equal(chunks.arrays["tag"][i, :length], arrays["tag"][real, world])
         np.testing.assert_array_equal(chunks.arrays["tag"][i, length:], 0)
         np.testing.assert_array_equal(chunks.arrays["obs"][i, length:], 0)
         np.testing.assert_array_equal(chunks.mask[i, length:], 0)
-        np.testing.assert_array_equal(chunks.mask[i, :length], arrays["mask"][world, real])
-        recorded = states["policy_state_h"][world, start]
-        expected = np.zeros(UNITS) if EPISODE_START[world, start] else recorded
+        np.testing.assert_array_equal(chunks.mask[i, :length], arrays["mask"][real, world])
+        recorded = states["policy_state_h"][start, world]
+        expected = np.zeros(UNITS) if EPISODE_START[start, world] else recorded
         np.testing.assert_array_equal(chunks.initial_state["policy_state_h"][i], expected)
     assert chunks.mask[0].tolist() == [1, 1, 0, 0]  # the step mask times the padding mask
     np.testing.assert_array_equal(chunks.unchunk(chunks.arrays["obs"], N_STEPS), arrays["obs"])
@@ -75,18 +75,18 @@ def test_minibatches_are_drawn_by_whole_chunks() -> None:
 def test_invalid_chunk_inputs() -> None:
     with pytest.raises(ValueError, match="`chunk_len` must be a positive int"):
         make_chunks(EPISODE_START, {}, {}, chunk_len=0)
-    with pytest.raises(ValueError, match=r"arrays\['obs'\] must be \[B, L, ...\]"):
-        make_chunks(EPISODE_START, {"obs": np.zeros((2, N_STEPS - 1))}, {})
-    with pytest.raises(ValueError, match=r"states\['h'\] must be \[B, L, units\]"):
-        make_chunks(EPISODE_START, {}, {"h": np.zeros((2, N_STEPS))})
+    with pytest.raises(ValueError, match=r"arrays\['obs'\] must be \[L, B, ...\]"):
+        make_chunks(EPISODE_START, {"obs": np.zeros((N_STEPS - 1, 2))}, {})
+    with pytest.raises(ValueError, match=r"states\['h'\] must be \[L, B, units\]"):
+        make_chunks(EPISODE_START, {}, {"h": np.zeros((N_STEPS, 2))})
 
 
 # ---------------------------------------------------------------- a real recurrent brain
 
 SEQ_STEPS = 11
-SEQ_STARTS = np.zeros((2, SEQ_STEPS), bool)
-SEQ_STARTS[0, 5] = True
-SEQ_STARTS[1, 8] = True
+SEQ_STARTS = np.zeros((SEQ_STEPS, 2), bool)  # time-major
+SEQ_STARTS[5, 0] = True
+SEQ_STARTS[8, 1] = True
 
 
 def _lstm() -> Brain:
@@ -105,12 +105,12 @@ def _gather(brain: Brain) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
     """Step the brain through the sequences one step at a time, as the brain engine does.
 
     Returns:
-        Observations ``[B, L, ...]``, the state recorded before each step ``[B, L, units]``
-        and the per-step outputs ``[B, L, ...]``.
+        Observations ``[L, B, ...]``, the state carried into each step ``[L, B, units]``
+        and the per-step outputs ``[L, B, ...]`` (time-major, as gathered).
     """
     rng = np.random.default_rng(2)
     observations = {
-        name: rng.normal(size=(2, SEQ_STEPS, *shape)).astype(np.float32)
+        name: rng.normal(size=(SEQ_STEPS, 2, *shape)).astype(np.float32)
         for name, shape in INPUT_SHAPES.items()
     }
     # Step 0 starts no episode: the state carried in from a previous cycle is not zero.
@@ -121,19 +121,19 @@ def _gather(brain: Brain) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
     recorded: dict[str, list[np.ndarray]] = {name: [] for name in state}
     outputs: dict[str, list[np.ndarray]] = {"alpha": [], "beta": [], "value": []}
     for t in range(SEQ_STEPS):
-        state = brain.reset_state(state, SEQ_STARTS[:, t])
+        state = brain.reset_state(state, SEQ_STARTS[t])
         for name, value in state.items():
             recorded[name].append(value)
-        step = {name: array[:, t : t + 1] for name, array in observations.items()}
+        step = {name: array[t][:, np.newaxis] for name, array in observations.items()}
         out = brain.joint(brain.select_inputs(brain.joint, {**step, **state}))
         state = {name: out[name].numpy() for name in brain.state_names}
         for name, collected in outputs.items():
             collected.append(out[name].numpy()[:, 0])
-    states = {name: np.stack(values, axis=1) for name, values in recorded.items()}
+    states = {name: np.stack(values) for name, values in recorded.items()}
     return (
         observations,
         states,
-        {name: np.stack(values, axis=1) for name, values in outputs.items()},
+        {name: np.stack(values) for name, values in outputs.items()},
     )
 
 

@@ -1,7 +1,8 @@
 """Finding and building brains: a registered name, ``file.py:builder`` or ``module:builder``.
 
 A brain builder is a function ``builder(input_shapes, distribution, **options) -> Brain``;
-the built-in ones take ``normalize_inputs`` among their options. The brains
+a builder that can normalize its inputs takes the option ``normalize_inputs`` and decides its
+default (the shipped ones: true). The brains
 that ship with neuroloop are entry points of the group ``neuroloop.brains`` (an installed
 package can add its own the same way); ``register_brain`` adds one in this process.
 ``build_brain`` is the one way the brain engine, training, evaluation and export build a

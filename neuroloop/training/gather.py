@@ -1,20 +1,21 @@
 """Gathering: run an orchestrated simulation with the current brain and record experience.
 
 The gatherer sits in the orchestrator. Per control step it keeps what the config's
-functions sent the brain (the Sensation, as the recorder hook sees it), what the brain
-answered (action, log-probability, value, recurrent state) and the training signals the
+functions sent the brain (the Sensation, through the loop's ``observe_sent`` hook), what the
+brain answered (action, log-probability, value, its recurrent state by name) and the
+training signals the
 functions produced (reward, terminated, truncated; looked up among preprocessed datapacks
 first, then engine datapacks). Every cycle starts from a seeded reset of
 the simulation, so a cycle is determined by the weights and its seed (which is what lets a
 resumed run repeat the cycle an uninterrupted run would have done); its rollout holds
-``T + 1`` observation-aligned steps, the last one only bootstrapping the values. See
-``neuroloop.training.advantages`` for the layout.
+``T + 1`` observation-aligned steps, time-major, the last one only bootstrapping the values.
+See ``neuroloop.training.advantages`` for the layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,8 +24,8 @@ from neuroloop.errors import ConfigError
 from neuroloop.sensation import MODALITIES
 from neuroloop.simulation import Simulation
 
-BRAIN_OUTPUTS = ("action", "log_prob", "value", "state")
-"""Datapacks the gatherer fetches from the brain engine with every step."""
+BRAIN_OUTPUTS = ("action", "log_prob", "value")
+"""Datapacks the gatherer fetches from the brain engine with every step (and its state)."""
 REWARD = DataPackIdentifier("reward", "physics")
 TERMINATED = DataPackIdentifier("terminated", "physics")
 TRUNCATED = DataPackIdentifier("truncated", "physics")
@@ -46,31 +47,32 @@ class TrainingSignals:
 
 @dataclass(frozen=True)
 class Rollout:
-    """One cycle of experience, batch-major: ``[W, T + 1, ...]`` for ``W`` worlds."""
+    """One cycle of experience, time-major: ``[T + 1, W, ...]`` for ``W`` worlds."""
 
     observations: dict[str, np.ndarray]
-    """Sensation modalities sent to the brain, ``{modality: [W, T + 1, ...]}`` float32."""
+    """Sensation modalities sent to the brain, ``{modality: [T + 1, W, ...]}`` float32."""
     actions: np.ndarray
-    """The brain's samples ``[W, T + 1, A]``."""
+    """The brain's samples ``[T + 1, W, A]``."""
     log_probs: np.ndarray
-    """Their log-probabilities under the gathering policy ``[W, T + 1]``."""
+    """Their log-probabilities under the gathering policy ``[T + 1, W]``."""
     values: np.ndarray
-    """Value estimates ``[W, T + 1]``."""
+    """Value estimates ``[T + 1, W]``."""
     rewards: np.ndarray
-    """Reward on arriving at each observation ``[W, T + 1]`` (0 at episode starts)."""
+    """Reward on arriving at each observation ``[T + 1, W]`` (0 at episode starts)."""
     terminated: np.ndarray
-    """``[W, T + 1]`` bool."""
+    """``[T + 1, W]`` bool."""
     truncated: np.ndarray
-    """``[W, T + 1]`` bool."""
+    """``[T + 1, W]`` bool."""
     episode_start: np.ndarray
-    """``[W, T + 1]`` bool: the brain started a fresh recurrent state at this observation."""
-    states: np.ndarray
-    """The brain's recurrent state before each step ``[W, T + 1, S]`` (flat, ``S`` may be 0)."""
+    """``[T + 1, W]`` bool: the brain started a fresh recurrent state at this observation."""
+    states: dict[str, np.ndarray]
+    """The brain's recurrent state carried into each step, ``{state name: [T + 1, W, units]}``
+    (empty for a feed-forward brain). At an episode start the brain zeroes it first."""
 
     @property
     def horizon(self) -> int:
         """``T``: transitions in the rollout."""
-        return self.rewards.shape[1] - 1
+        return self.rewards.shape[0] - 1
 
 
 @dataclass
@@ -80,24 +82,10 @@ class _Step:
     action: np.ndarray
     log_prob: np.ndarray
     value: np.ndarray
-    state_before: np.ndarray
+    state_before: dict[str, np.ndarray]
     reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
-
-
-@dataclass
-class _BrainInbox:
-    """The recorder hook: the datapacks most recently sent to the brain."""
-
-    brain: str
-    latest: dict[str, DataPackValue] = field(default_factory=dict)
-
-    def record(
-        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue
-    ) -> None:
-        if engine == self.brain and direction == "to_engine":
-            self.latest[name] = value
 
 
 class Gatherer:
@@ -107,13 +95,17 @@ class Gatherer:
         simulation: A started simulation whose SimulationTimestep is the brain's
             EngineTimestep (one loop step per control step).
         signals: Where the brain and the training signals are.
+        state_names: The brain's recurrent state datapacks (``Brain.state_names``).
 
     Raises:
         ConfigError: If the simulation timestep is not the brain's timestep.
     """
 
     def __init__(
-        self, simulation: Simulation, signals: TrainingSignals = TrainingSignals()
+        self,
+        simulation: Simulation,
+        signals: TrainingSignals = TrainingSignals(),
+        state_names: Sequence[str] = (),
     ) -> None:
         config = simulation.config
         brain = config.engine(signals.brain)
@@ -127,11 +119,12 @@ class Gatherer:
             )
         self.simulation = simulation
         self.signals = signals
-        self.inbox = _BrainInbox(signals.brain)
-        simulation.loop.recorder = _Tee(simulation.loop.recorder, self.inbox)
-        simulation.loop.request(signals.brain, BRAIN_OUTPUTS)
+        self.state_names = tuple(state_names)
+        self._sent: Mapping[str, DataPackValue] = {}
+        simulation.loop.observe_sent(signals.brain, self._receive)
+        simulation.loop.request(signals.brain, [*BRAIN_OUTPUTS, *self.state_names])
         self._last: _Step | None = None
-        self._state: np.ndarray | None = None
+        self._state: dict[str, np.ndarray] | None = None
         self._weights: np.ndarray | None = None
 
     def push_weights(self, flat: np.ndarray) -> None:
@@ -148,13 +141,18 @@ class Gatherer:
         self._state = None
         return _stack([self._control_step() for _ in range(horizon + 1)])
 
+    def _receive(self, time_ns: int, sent: Mapping[str, DataPackValue]) -> None:
+        self._sent = sent
+
     def _control_step(self) -> _Step:
         simulation = self.simulation
-        self.inbox.latest.clear()
+        self._sent = {}
         simulation.step(1)
-        sent = dict(self.inbox.latest)
+        sent = self._sent
         brain = self.signals.brain
-        outputs = {name: simulation.datapack(name, brain) for name in BRAIN_OUTPUTS}
+        outputs = {
+            name: simulation.datapack(name, brain) for name in (*BRAIN_OUTPUTS, *self.state_names)
+        }
         answered = sorted(name for name, value in outputs.items() if value is not None)
         if len(answered) < len(outputs) or not sent:
             raise ConfigError(
@@ -175,10 +173,14 @@ class Gatherer:
         )
         previous = self._previous_final(worlds)
         episode_start = np.asarray(sent.get("episode_start", previous), dtype=bool)
-        state_after = np.asarray(outputs["state"], dtype=np.float32).reshape(worlds, -1)
-        if self._state is None:
-            self._state = np.zeros_like(state_after)
-        state_before = np.where(episode_start[:, None], 0.0, self._state).astype(np.float32)
+        state_after = {name: np.asarray(outputs[name]) for name in self.state_names}
+        # Carried in from the previous step (zeros at the first); the brain engine zeroes it
+        # where an episode starts, and so does make_chunks.
+        state_before = (
+            self._state
+            if self._state is not None
+            else {name: np.zeros_like(value) for name, value in state_after.items()}
+        )
         self._state = state_after
         step = _Step(
             observations=observations,
@@ -219,24 +221,9 @@ class Gatherer:
         return np.broadcast_to(np.asarray(value), (worlds,)).copy()
 
 
-class _Tee:
-    """Sends recorder calls to two recorders (the user's, if any, and the gatherer's)."""
-
-    def __init__(self, first: object, second: _BrainInbox) -> None:
-        self.first = first
-        self.second = second
-
-    def record(
-        self, time_ns: int, direction: str, engine: str, name: str, value: DataPackValue
-    ) -> None:
-        if self.first is not None:
-            self.first.record(time_ns, direction, engine, name, value)  # type: ignore[attr-defined]
-        self.second.record(time_ns, direction, engine, name, value)
-
-
 def _stack(steps: Sequence[_Step]) -> Rollout:
     def along_time(values: Sequence[np.ndarray]) -> np.ndarray:
-        return np.stack(values, axis=1)
+        return np.stack(values)  # time-major: [T + 1, W, ...]
 
     names = steps[0].observations.keys()
     return Rollout(
@@ -248,5 +235,8 @@ def _stack(steps: Sequence[_Step]) -> Rollout:
         terminated=along_time([s.terminated for s in steps]),
         truncated=along_time([s.truncated for s in steps]),
         episode_start=along_time([s.episode_start for s in steps]),
-        states=along_time([s.state_before for s in steps]),
+        states={
+            name: along_time([s.state_before[name] for s in steps])
+            for name in steps[0].state_before
+        },
     )

@@ -94,8 +94,6 @@ class Recipe:
     """Reward, terminated and truncated datapacks."""
     ppo: PPOSettings
     """PPO settings."""
-    normalize_observations: bool
-    """Normalize Sensation modalities inside the brain."""
     normalize_rewards: bool
     """Scale rewards by the running return standard deviation."""
     checkpoint_every: int
@@ -201,7 +199,6 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
             max_grad_norm=ppo["MaxGradNorm"],
             chunk_length=ppo["ChunkLength"],
         ),
-        normalize_observations=document["Normalize"]["Observations"],
         normalize_rewards=document["Normalize"]["Rewards"],
         checkpoint_every=document["Checkpoint"]["Every"],
         metric=document["Metric"],

@@ -1,14 +1,16 @@
 """Truncated backpropagation through time: gathered sequences cut into chunks of one episode.
 
-The gatherer hands over, per world (batch-major), ``L`` observation-aligned steps (usually
-``L = T + 1``): ``episode_start [B, L]``, per-step arrays ``[B, L, ...]`` (modalities,
-actions, old log-probabilities, values, advantages, returns, and the step ``mask``) and the
-recurrent state recorded *before* each step, ``states[name] [B, L, units]``.
+The gatherer hands over, time-major, ``L`` observation-aligned steps of ``B`` worlds
+(usually ``L = T + 1``): ``episode_start [L, B]``, per-step arrays ``[L, B, ...]``
+(modalities, actions, old log-probabilities, values, advantages, returns, and the step
+``mask``) and the recurrent state carried into each step, ``states[name] [L, B, units]``.
 
 ``make_chunks`` cuts each world's sequence into chunks that never cross an episode start: a
 chunk starts at step 0, at every episode start, and every ``chunk_len`` steps within an
-episode. Chunks are zero-padded to ``chunk_len``. Rule 8's rollout layout
-``(batch, n_chunks, chunk_len, ...)`` is stored flattened as ``[N, chunk_len, ...]``,
+episode. Chunks are zero-padded to ``chunk_len`` and batch-major, as Keras's recurrent
+layers take them (picked out of the time-major arrays by index, no transpose). Rule 8's
+rollout layout ``(batch, n_chunks, chunk_len, ...)`` is stored flattened as
+``[N, chunk_len, ...]``,
 ``N = sum over worlds of that world's n_chunks`` (episode boundaries make ``n_chunks``
 differ between worlds), ordered by world, then time; ``Chunks.world`` and ``Chunks.start``
 say where each chunk came from. Each chunk's ``initial_state`` is the recorded state at its
@@ -38,7 +40,7 @@ MASK_DTYPE = np.float32
 """dtype of ``Chunks.mask``."""
 MODEL_NAMES = ("policy", "value", "joint")
 """Models of a ``Brain`` that ``forward_chunks`` can run."""
-_BATCH_MAJOR_RANK = 2
+_TIME_MAJOR_RANK = 2
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class Chunks:
             n_worlds: Worlds ``B``; ``max(world) + 1`` when ``None``.
 
         Returns:
-            ``[B, L, ...]``; steps no chunk covers are 0.
+            ``[L, B, ...]`` (time-major, as gathered); steps no chunk covers are 0.
 
         Raises:
             ValueError: If ``x`` does not start with ``[N, chunk_len]``.
@@ -108,25 +110,25 @@ class Chunks:
                 f"{self.chunk_len}, ...]. Received: shape={array.shape}"
             )
         worlds = int(self.world.max()) + 1 if n_worlds is None else n_worlds
-        out = np.zeros((worlds, n_steps, *array.shape[2:]), array.dtype)
+        out = np.zeros((n_steps, worlds, *array.shape[2:]), array.dtype)
         valid = np.arange(self.chunk_len)[np.newaxis, :] < self.length[:, np.newaxis]
         rows = np.broadcast_to(self.world[:, np.newaxis], valid.shape)[valid]
         steps = (self.start[:, np.newaxis] + np.arange(self.chunk_len))[valid]
-        out[rows, steps] = array[valid]
+        out[steps, rows] = array[valid]
         return out
 
 
 def _chunk_starts(episode_start: np.ndarray, chunk_len: int) -> np.ndarray:
-    """``[B, L]`` bool: steps that begin a chunk.
+    """``[L, B]`` bool: steps that begin a chunk.
 
     Args:
-        episode_start: ``[B, L]`` bool.
+        episode_start: ``[L, B]`` bool.
         chunk_len: Steps per chunk.
     """
-    steps = np.arange(episode_start.shape[1])
+    steps = np.arange(episode_start.shape[0])[:, np.newaxis]
     # The step each one's episode (or the gathered sequence, at step 0) began at.
     anchors = np.where(episode_start, steps, 0)
-    anchors = np.maximum.accumulate(anchors, axis=1)
+    anchors = np.maximum.accumulate(anchors, axis=0)
     starts: np.ndarray = (steps - anchors) % chunk_len == 0
     return starts
 
@@ -140,12 +142,12 @@ def make_chunks(
     """Cut gathered sequences into zero-padded chunks that never cross an episode start.
 
     Args:
-        episode_start: ``[B, L]`` bool: step ``t`` is the first observation of an episode.
-        arrays: Per-step arrays ``[B, L, ...]`` by name. An array named ``"mask"``
-            (``[B, L]``, 1 where a transition exists) is multiplied into ``Chunks.mask``
+        episode_start: ``[L, B]`` bool: step ``t`` is the first observation of an episode.
+        arrays: Per-step arrays ``[L, B, ...]`` by name. An array named ``"mask"``
+            (``[L, B]``, 1 where a transition exists) is multiplied into ``Chunks.mask``
             instead of being chunked as an array.
-        states: Recurrent state recorded before each step ``[B, L, units]`` by state name
-            (empty for a feed-forward brain).
+        states: Recurrent state carried into each step ``[L, B, units]`` by state name
+            (empty for a feed-forward brain); zeroed where a chunk starts an episode.
         chunk_len: Steps per chunk, a positive int.
 
     Returns:
@@ -161,31 +163,31 @@ def make_chunks(
             f"make_chunks: `chunk_len` must be a positive int. Received: chunk_len={chunk_len!r}"
         )
     starts_at = np.asarray(episode_start, dtype=bool)
-    if starts_at.ndim != _BATCH_MAJOR_RANK:
+    if starts_at.ndim != _TIME_MAJOR_RANK:
         raise ValueError(
-            "make_chunks: expected episode_start of shape [B, L] (batch-major). "
+            "make_chunks: expected episode_start of shape [L, B] (time-major). "
             f"Received: shape={starts_at.shape}"
         )
-    n_worlds, n_steps = starts_at.shape
+    n_steps, n_worlds = starts_at.shape
     checked: dict[str, np.ndarray] = {}
     for kind, mapping in (("arrays", arrays), ("states", states)):
         for name, value in mapping.items():
             array = np.asarray(value)
-            if array.shape[:2] != (n_worlds, n_steps) or (kind == "states" and array.ndim != 3):
-                expected = "[B, L, units]" if kind == "states" else "[B, L, ...]"
+            if array.shape[:2] != (n_steps, n_worlds) or (kind == "states" and array.ndim != 3):
+                expected = "[L, B, units]" if kind == "states" else "[L, B, ...]"
                 raise ValueError(
                     f"make_chunks: {kind}[{name!r}] must be {expected} with "
-                    f"[B, L] = {[n_worlds, n_steps]} (episode_start's shape). "
+                    f"[L, B] = {[n_steps, n_worlds]} (episode_start's shape). "
                     f"Received: shape={array.shape}"
                 )
             checked[f"{kind}/{name}"] = array
 
     chunk_start = _chunk_starts(starts_at, chunk_len)
-    world, start = np.nonzero(chunk_start)  # row-major: by world, then time
-    flat_starts = world * n_steps + start
-    flat_ends = np.append(flat_starts[1:], n_worlds * n_steps)
-    row_ends = (world + 1) * n_steps
-    length = np.minimum(flat_ends, row_ends) - flat_starts
+    start, world = np.nonzero(chunk_start)
+    by_world = np.lexsort((start, world))  # by world, then time
+    start, world = start[by_world], world[by_world]
+    same_world_next = np.append(world[1:] == world[:-1], False)
+    length = np.where(same_world_next, np.append(start[1:], n_steps), n_steps) - start
 
     offsets = np.arange(chunk_len)
     valid = offsets[np.newaxis, :] < length[:, np.newaxis]
@@ -193,7 +195,7 @@ def make_chunks(
     rows = world[:, np.newaxis]
 
     def gather(array: np.ndarray) -> np.ndarray:
-        picked = array[rows, steps]
+        picked = array[steps, rows]  # [N, chunk_len, ...] out of [L, B, ...]
         padding = valid.reshape(*valid.shape, *([1] * (picked.ndim - valid.ndim)))
         return np.where(padding, picked, np.zeros((), picked.dtype))
 
@@ -205,10 +207,10 @@ def make_chunks(
             mask = mask * gather(array).astype(MASK_DTYPE)
         else:
             chunked[name] = gather(array)
-    at_episode_start = starts_at[world, start][:, np.newaxis]
+    at_episode_start = starts_at[start, world][:, np.newaxis]
     initial_state = {}
     for name in states:
-        recorded = checked[f"states/{name}"][world, start]
+        recorded = checked[f"states/{name}"][start, world]
         initial_state[name] = np.where(at_episode_start, np.zeros((), recorded.dtype), recorded)
     return Chunks(
         arrays=chunked,

@@ -45,6 +45,8 @@ from neuroloop.training.recipe import Recipe
 from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
 
 RECIPE_FILE = "recipe.json"
+MEAN_RETURN = "mean_return"
+"""The metric name that means the mean return of the cycle's finished episodes."""
 RETURNS = "returns"
 """Name of the discounted-return statistics in checkpoints."""
 SEED_STRIDE = 1_000_003
@@ -57,33 +59,96 @@ def cycle_seed(seed: int, cycle: int, rank: int, ranks: int) -> int:
 
 
 def episode_statistics(rollout: Rollout) -> tuple[list[float], list[int]]:
-    """Returns and lengths of the episodes that finish inside a rollout (unscaled rewards)."""
+    """Returns and lengths of the episodes that start and finish inside a rollout.
+
+    Unscaled rewards; episodes are listed in the order they finish.
+    """
     returns: list[float] = []
     lengths: list[int] = []
     final = rollout.terminated | rollout.truncated
-    for world in range(rollout.rewards.shape[0]):
-        total, length, open_episode = 0.0, 0, False
-        for t in range(rollout.rewards.shape[1]):
-            if rollout.episode_start[world, t]:
-                total, length, open_episode = 0.0, 0, True
-            else:
-                total += float(rollout.rewards[world, t])
-                length += 1
-            if final[world, t] and open_episode:
-                returns.append(total)
-                lengths.append(length)
-                open_episode = False
+    worlds = rollout.rewards.shape[1]
+    total, length = np.zeros(worlds), np.zeros(worlds, np.int64)
+    open_episode = np.zeros(worlds, bool)
+    for t in range(rollout.rewards.shape[0]):
+        start = rollout.episode_start[t]
+        total = np.where(start, 0.0, total + rollout.rewards[t])
+        length = np.where(start, 0, length + 1)
+        open_episode |= start
+        ended = final[t] & open_episode
+        returns += total[ended].tolist()
+        lengths += length[ended].tolist()
+        open_episode &= ~ended
     return returns, lengths
 
 
 def discounted_returns(rewards: np.ndarray, episode_start: np.ndarray, gamma: float) -> np.ndarray:
-    """Running discounted return ``[W, L]`` of each world, restarting at episode starts."""
-    running = np.zeros(rewards.shape[0])
+    """Running discounted return ``[L, W]`` of each world, restarting at episode starts.
+
+    Args:
+        rewards: ``[L, W]``.
+        episode_start: ``[L, W]`` bool.
+        gamma: Discount factor.
+    """
+    running = np.zeros(rewards.shape[1:])
     out = np.zeros(rewards.shape)
-    for t in range(rewards.shape[1]):
-        running = np.where(episode_start[:, t], 0.0, gamma * running) + rewards[:, t]
-        out[:, t] = running
+    for t in range(rewards.shape[0]):
+        running = np.where(episode_start[t], 0.0, gamma * running) + rewards[t]
+        out[t] = running
     return out
+
+
+def status_metric(status: Mapping[str, Any], metric: str) -> tuple[float, float]:
+    """``(sum, episodes)`` of the task metric a status report averages over its episodes."""
+    value = _number(status.get(metric))
+    episodes = _number(status.get("recent_episodes", status.get("episodes")))
+    if not (math.isfinite(value) and math.isfinite(episodes)):
+        return 0.0, 0.0
+    return value * episodes, episodes
+
+
+def cycle_episodes(
+    comm: Communicator, rollout: Rollout, status: Mapping[str, Any], metric: str
+) -> dict[str, Any]:
+    """A cycle's episode figures, counted once and summed over every rank.
+
+    Returns and lengths come from the episodes that finished in each rank's rollout; so
+    does the metric ``mean_return``. Any other task metric is the ranks' status reports'
+    average, weighted by the episodes each report covers.
+
+    Args:
+        comm: The ranks' communicator.
+        rollout: This rank's rollout of the cycle.
+        status: This rank's last status report.
+        metric: The recipe's task metric.
+
+    Returns:
+        ``episodes`` and ``steps`` (transitions) over all ranks, ``mean_return``,
+        ``mean_length`` and ``metric`` (NaN without finished episodes).
+    """
+    returns, lengths = episode_statistics(rollout)
+    metric_sum, metric_episodes = status_metric(status, metric)
+    if metric == MEAN_RETURN:
+        metric_sum, metric_episodes = sum(returns), len(returns)
+    totals = comm.allreduce_sum(
+        [
+            len(returns),
+            sum(returns),
+            sum(lengths),
+            rollout.rewards[1:].size,
+            metric_sum,
+            metric_episodes,
+        ]
+    )
+    episodes, return_sum, length_sum, steps, metric_sum, metric_episodes = (
+        float(v) for v in totals
+    )
+    return {
+        "episodes": int(episodes),
+        "steps": int(steps),
+        "mean_return": return_sum / episodes if episodes else math.nan,
+        "mean_length": length_sum / episodes if episodes else math.nan,
+        "metric": metric_sum / metric_episodes if metric_episodes else math.nan,
+    }
 
 
 def merge_batch(comm: Communicator, stats: RunningMeanStd, samples: np.ndarray) -> None:
@@ -150,11 +215,11 @@ class Trainer:
         self._compiled_gradients = tf.function(self._loss_gradients, reduce_retracing=True)
         # Eager apply_gradients costs ~50 ms a minibatch; compiled, ~1.5 ms.
         self._compiled_apply = tf.function(self._apply)
-        # Statistics for exactly the modalities the brain normalizes (none without its layers).
+        # Statistics for exactly the modalities the brain normalizes: the brain decides
+        # (BrainOptions.normalize_inputs), so a brain without normalization layers has none.
         self.statistics = {
             name: RunningMeanStd(tuple(extra["InputShapes"][name]))
             for name in self.brain.input_normalizers
-            if recipe.normalize_observations
         }
         self.statistics[RETURNS] = RunningMeanStd(())
         self.cycle = 0
@@ -189,7 +254,9 @@ class Trainer:
         with self.comm.abort_on_error(), simulation:
             reward, terminated, truncated = self.recipe.signals
             gatherer = Gatherer(
-                simulation, TrainingSignals(self.recipe.brain_engine, reward, terminated, truncated)
+                simulation,
+                TrainingSignals(self.recipe.brain_engine, reward, terminated, truncated),
+                self.brain.state_names,
             )
             while self.cycle < total:
                 record = self.run_cycle(gatherer, simulation)
@@ -212,49 +279,39 @@ class Trainer:
         gather_s = time.perf_counter() - started
         status = dict(simulation.loop.functions.last_status)
 
-        # Advantages from scaled rewards (time-major), then chunks (batch-major).
+        # Advantages from scaled rewards, then chunks; all time-major [T + 1, W] until chunked.
         rewards = self._scaled_rewards(rollout)
         advantages, returns, mask = compute_gae(
-            rewards.T,
-            rollout.values.T,
-            rollout.terminated.T,
-            rollout.truncated.T,
+            rewards,
+            rollout.values,
+            rollout.terminated,
+            rollout.truncated,
             gamma=ppo.gamma,
             lam=ppo.lam,
         )
-        chunks = self._chunks(rollout, advantages.T, returns.T, mask.T)
+        chunks = self._chunks(rollout, advantages, returns, mask)
 
         started = time.perf_counter()
         metrics = self._optimize(chunks)
         optimize_s = time.perf_counter() - started
 
         self._update_observation_statistics(rollout)
-        episode_returns, episode_lengths = episode_statistics(rollout)
-        totals = comm.allreduce_sum(
-            [
-                len(episode_returns),
-                sum(episode_returns),
-                sum(episode_lengths),
-                rollout.rewards[:, 1:].size,
-            ]
-        )
-        episodes, return_sum, length_sum, steps = (float(v) for v in totals)
-        self.env_steps += int(steps)
+        episodes = cycle_episodes(comm, rollout, status, recipe.metric)
+        self.env_steps += episodes["steps"]
         self.cycle += 1
-        mean_return = return_sum / episodes if episodes else math.nan
         record: dict[str, Any] = {
             "cycle": self.cycle,
             "env_steps": self.env_steps,
-            "episodes": int(episodes),
-            "mean_return": mean_return,
-            "mean_length": length_sum / episodes if episodes else math.nan,
-            "metric": _number(status.get(recipe.metric)),
+            "episodes": episodes["episodes"],
+            "mean_return": episodes["mean_return"],
+            "mean_length": episodes["mean_length"],
+            "metric": episodes["metric"],
             "metric_name": recipe.metric,
             **{key: float(value) for key, value in metrics.items()},
             "return_std": float(np.sqrt(self.statistics[RETURNS].var)),
             "gather_s": gather_s,
             "optimize_s": optimize_s,
-            "env_steps_per_s": steps / max(gather_s, 1e-9) / comm.size,
+            "env_steps_per_s": episodes["steps"] / max(gather_s, 1e-9) / comm.size,
             "samples_per_s": float(mask.sum()) * ppo.epochs / max(optimize_s, 1e-9),
             "peak_memory_mib": peak_memory_mib(),
             "processes": comm.size,
@@ -279,7 +336,7 @@ class Trainer:
         return root, float(self.comm.allreduce_sum([drift])[0])
 
     def _scaled_rewards(self, rollout: Rollout) -> np.ndarray:
-        """Rewards ``[W, T + 1]`` divided by the running std of the discounted return."""
+        """Rewards ``[T + 1, W]`` divided by the running std of the discounted return."""
         if not self.recipe.normalize_rewards:
             return rollout.rewards.astype(np.float64)
         stats = self.statistics[RETURNS]
@@ -293,30 +350,22 @@ class Trainer:
     ) -> Chunks:
         horizon = rollout.horizon
         arrays: dict[str, np.ndarray] = {
-            name: value[:, :horizon] for name, value in rollout.observations.items()
+            name: value[:horizon] for name, value in rollout.observations.items()
         }
         arrays.update(
-            actions=rollout.actions[:, :horizon],
-            old_log_probs=rollout.log_probs[:, :horizon],
-            old_values=rollout.values[:, :horizon],
+            actions=rollout.actions[:horizon],
+            old_log_probs=rollout.log_probs[:horizon],
+            old_values=rollout.values[:horizon],
             advantages=advantages.astype(np.float32),
             returns=returns.astype(np.float32),
             mask=mask.astype(np.float32),
         )
         return make_chunks(
-            rollout.episode_start[:, :horizon],
+            rollout.episode_start[:horizon],
             arrays,
-            self._split_states(rollout.states[:, :horizon]),
+            {name: state[:horizon] for name, state in rollout.states.items()},
             self.recipe.ppo.chunk_length,
         )
-
-    def _split_states(self, flat: np.ndarray) -> dict[str, np.ndarray]:
-        sizes = {**self.brain.policy_state_sizes, **self.brain.value_state_sizes}
-        states, offset = {}, 0
-        for name in self.brain.state_names:
-            states[name] = flat[..., offset : offset + sizes[name]]
-            offset += sizes[name]
-        return states
 
     def _optimize(self, chunks: Chunks) -> dict[str, float]:
         ppo = self.recipe.ppo
@@ -398,7 +447,7 @@ class Trainer:
     def _update_observation_statistics(self, rollout: Rollout) -> None:
         for name, stats in self.statistics.items():
             if name in rollout.observations:
-                samples = rollout.observations[name][:, : rollout.horizon]
+                samples = rollout.observations[name][: rollout.horizon]
                 merge_batch(self.comm, stats, samples.reshape(-1, *stats.shape))
         self._apply_statistics()
 
