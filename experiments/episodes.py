@@ -37,6 +37,9 @@ class StepOutcome:
     """``[W]`` bool: the episode ends by a limit (episode length, goal timeout or budget)."""
     episode_start: np.ndarray
     """``[W]`` bool: this state is the first of an episode (recurrent state starts fresh)."""
+    metric: np.ndarray
+    """``[W]`` float: the task metric of the episode that ends in this state; NaN where none
+    ends."""
 
     @property
     def done(self) -> np.ndarray:
@@ -175,15 +178,19 @@ class TaskEpisodes:
         truncated &= ~terminated
         self._returns += reward
         done = terminated | truncated
+        episode_metric = np.full(n_worlds, np.nan)
         if done.any():
             metric = task.metric_value(self._progress, success)
+            episode_metric[done] = np.asarray(metric, dtype=np.float64)[done]
             for world in np.flatnonzero(done):
                 self.record.add(
                     float(self._returns[world]), int(self._steps[world]), float(metric[world])
                 )
         self._restart = done
         self._previous = {key: np.array(value) for key, value in state.items()}
-        return StepOutcome(goal.copy(), terms, reward, success, terminated, truncated, start)
+        return StepOutcome(
+            goal.copy(), terms, reward, success, terminated, truncated, start, episode_metric
+        )
 
 
 def _rows(mask: np.ndarray, value: np.ndarray) -> np.ndarray:

@@ -52,6 +52,20 @@ def test_reach_episodes_are_truncated_after_their_length_and_restart() -> None:
     assert episodes.record.returns[0] == pytest.approx(expected_return)
 
 
+def test_the_episode_metric_is_published_where_episodes_end() -> None:
+    """Reach's metric is final success: a goal on the fingertips' path succeeds in world 0."""
+    episodes = TaskEpisodes(get_task("reach"), control_dt_s=0.04, episode_steps=2, seed=1)
+    first = episodes.observe(reach_state(0.0))
+    # World 0 reaches its goal exactly at the last step; world 1 stays 10 cm away.
+    episodes._goal[0] = reach_state(0.002)["fingertip_positions"][0].reshape(15)
+    episodes._goal[1] = first.goal[1] + 0.1
+    middle = episodes.observe(reach_state(0.001))
+    last = episodes.observe(reach_state(0.002))
+    assert np.isnan(first.metric).all() and np.isnan(middle.metric).all()
+    np.testing.assert_array_equal(last.metric, [1.0, 0.0])
+    assert list(episodes.record.metrics) == [1.0, 0.0]  # the status counts the same episodes
+
+
 def test_a_dropped_block_terminates_only_its_world() -> None:
     task = get_task("manipulate_block")
     episodes = TaskEpisodes(task, control_dt_s=0.04, seed=0)

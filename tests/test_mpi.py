@@ -292,8 +292,9 @@ def test_episode_figures_count_every_ranks_finished_episodes_once(
     returns.append(ranks[1]["rollout_rewards"][1:5, 1].sum())
     lengths = [2, 2, 4]
     steps = RANKS * (mpi_ranks.ROLLOUT_STEPS - 1) * mpi_ranks.ROLLOUT_WORLDS
-    # The task metric: rank 0 reports 0.5 over 1 episode, rank 1 reports 1.0 over 2.
-    task_metric = (0.5 * 1 + 1.0 * 2) / 3
+    # The task metric of the same three episodes: 0.25 (rank 0), 0.75 and 1.0 (rank 1); the
+    # stray 100 where no episode ends does not count.
+    task_metric = (0.25 + 0.75 + 1.0) / 3
     for saved in ranks:
         for metric, expected_metric in (
             (mpi_ranks.TASK_METRIC, task_metric),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,12 +33,18 @@ SHIPPED = (
 )
 
 
+NOT_SOURCE = (".git", ".venv", "build", "runs", "*.egg-info", "__pycache__", ".*_cache")
+"""What the copy of the checkout that the wheel is built from leaves out."""
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    # Built from a copy, so the build leaves nothing in the checkout.
+    source = shutil.copytree(REPO, out / "source", ignore=shutil.ignore_patterns(*NOT_SOURCE))
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-         "--wheel-dir", str(out), str(REPO)],
+         "--wheel-dir", str(out), str(source)],
         check=True, capture_output=True, cwd=out,
     )  # fmt: skip
     (built,) = out.glob("neuroloop-*.whl")

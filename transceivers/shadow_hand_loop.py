@@ -6,7 +6,8 @@ its options, passed in by ``@SimulationTask``):
 
 - ``observe`` (preprocessing, physics): physics datapacks -> the task's step outcome
   (reward, success, episode ends) -> preprocessed datapacks: the Sensation modalities,
-  ``episode_start``, ``reset_worlds``, ``reward``, ``terminated`` and ``truncated``;
+  ``episode_start``, ``reset_worlds``, ``reward``, ``terminated``, ``truncated`` and
+  ``episode_metric`` (the task metric of each episode that ends);
 - ``to_brain`` (transceiver, brain): the Sensation and ``episode_start`` to the brain;
 - ``to_body`` (transceiver, physics): the brain's latest action -> ``ctrl`` in the
   actuators' control range, plus ``reset_worlds`` for worlds whose episode ended;
@@ -128,6 +129,7 @@ class HandTaskLoop:
         datapacks.append(DataPack("reward", physics, outcome.reward))
         datapacks.append(DataPack("terminated", physics, outcome.terminated))
         datapacks.append(DataPack("truncated", physics, outcome.truncated))
+        datapacks.append(DataPack("episode_metric", physics, outcome.metric))
         return datapacks
 
     def to_brain(self, **inputs: DataPack) -> list[DataPack]:

@@ -93,33 +93,33 @@ def evaluate(
         )
     config = recipe.simulation_config(brain_settings=settings)
     returns: list[float] = []
+    metrics: list[float] = []
+    signals = TrainingSignals(recipe.brain_engine, *recipe.signals, recipe.metric_signal)
     with Simulation(config, echo_engine_output=False) as simulation:
-        gatherer = Gatherer(simulation, TrainingSignals(recipe.brain_engine, *recipe.signals))
+        gatherer = Gatherer(simulation, signals)
         if flat is not None:
             gatherer.push_weights(flat)
         steps = recipe.horizon if horizon is None else horizon
         cycle = 0
         while len(returns) < episodes:
             rollout = gatherer.gather(steps, EVALUATION_SEED + cycle)
-            returns += episode_statistics(rollout)[0]
+            finished = episode_statistics(rollout)
+            returns += finished.returns
+            metrics += finished.metrics
             cycle += 1
             if not returns and cycle >= NO_EPISODE_PATIENCE:
                 raise UsageError(
                     f"evaluate {source}: no episode finished within {steps} control steps "
                     f"in {cycle} tries; pass a longer --horizon"
                 )
-        status = dict(simulation.loop.functions.last_status)
-    values = np.asarray(returns)
-    result = {
-        "return": confidence_interval(
-            float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0, len(values)
-        )
-    }
-    metric = recipe.metric
-    if isinstance(status.get(metric), int | float) and f"{metric}_std" in status:
-        result[metric] = confidence_interval(
-            float(status[metric]),
-            float(status[f"{metric}_std"]),
-            int(status.get("recent_episodes", status["episodes"])),
-        )
+    result = {"return": _interval(returns)}
+    if metrics:
+        result[recipe.metric] = _interval(metrics)
     return result
+
+
+def _interval(values: list[float]) -> tuple[float, float, int]:
+    """The mean of ``values`` with the half-width of its 95% confidence interval."""
+    array = np.asarray(values, dtype=np.float64)
+    spread = float(array.std(ddof=1)) if len(array) > 1 else 0.0
+    return confidence_interval(float(array.mean()), spread, len(array))

@@ -43,6 +43,9 @@ class TrainingSignals:
     """The observation is terminal ``[W]``."""
     truncated: DataPackIdentifier = TRUNCATED
     """The observation ends its episode by a limit ``[W]``."""
+    metric: DataPackIdentifier | None = None
+    """The task metric of each episode that ends at the observation ``[W]`` (NaN elsewhere);
+    ``None``: not gathered."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,9 @@ class Rollout:
     states: dict[str, np.ndarray]
     """The brain's recurrent state carried into each step, ``{state name: [T + 1, W, units]}``
     (empty for a feed-forward brain). At an episode start the brain zeroes it first."""
+    metrics: np.ndarray | None = None
+    """The task metric of the episodes that end at each observation ``[T + 1, W]`` (NaN
+    where none ends); ``None`` when the signals name no metric."""
 
     @property
     def horizon(self) -> int:
@@ -86,6 +92,7 @@ class _Step:
     reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    metric: np.ndarray | None
 
 
 class Gatherer:
@@ -192,6 +199,11 @@ class Gatherer:
             reward=reward.astype(np.float32),
             terminated=terminated.astype(bool),
             truncated=truncated.astype(bool),
+            metric=(
+                None
+                if self.signals.metric is None
+                else self._signal(self.signals.metric, worlds).astype(np.float64)
+            ),
         )
         self._last = step
         return step
@@ -235,6 +247,11 @@ def _stack(steps: Sequence[_Step]) -> Rollout:
         terminated=along_time([s.terminated for s in steps]),
         truncated=along_time([s.truncated for s in steps]),
         episode_start=along_time([s.episode_start for s in steps]),
+        metrics=(
+            None
+            if any(s.metric is None for s in steps)
+            else along_time([s.metric for s in steps if s.metric is not None])
+        ),
         states={
             name: along_time([s.state_before[name] for s in steps])
             for name in steps[0].state_before

@@ -21,6 +21,8 @@ from neuroloop.datapack import DataPackIdentifier
 from neuroloop.errors import ConfigError
 
 RECIPE_SCHEMA = "recipe"
+MEAN_RETURN = "mean_return"
+"""The metric that is the mean episode return itself."""
 DEFAULT_BRAIN = "lstm"
 """The brain when neither the recipe nor its config's brain engine names one."""
 DEFAULT_DISTRIBUTION = "beta"
@@ -92,6 +94,8 @@ class Recipe:
     """Run seed."""
     signals: tuple[DataPackIdentifier, DataPackIdentifier, DataPackIdentifier]
     """Reward, terminated and truncated datapacks."""
+    metric_signal: DataPackIdentifier | None
+    """The datapack with each finished episode's task metric; ``None`` for ``mean_return``."""
     ppo: PPOSettings
     """PPO settings."""
     normalize_rewards: bool
@@ -185,6 +189,11 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         signals=tuple(  # type: ignore[arg-type]
             DataPackIdentifier(signals[key]["Name"], signals[key]["Engine"])
             for key in ("Reward", "Terminated", "Truncated")
+        ),
+        metric_signal=(
+            None
+            if document["Metric"] == MEAN_RETURN
+            else DataPackIdentifier(signals["Metric"]["Name"], signals["Metric"]["Engine"])
         ),
         ppo=PPOSettings(
             gamma=ppo["Gamma"],

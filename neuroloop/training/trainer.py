@@ -11,6 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +42,10 @@ from neuroloop.training.gather import Gatherer, Rollout, TrainingSignals
 from neuroloop.training.losses import ppo_loss
 from neuroloop.training.monitor import Monitor, peak_memory_mib
 from neuroloop.training.mpi import Communicator, get_communicator
-from neuroloop.training.recipe import Recipe
+from neuroloop.training.recipe import MEAN_RETURN, Recipe
 from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
 
 RECIPE_FILE = "recipe.json"
-MEAN_RETURN = "mean_return"
 """The metric name that means the mean return of the cycle's finished episodes."""
 RETURNS = "returns"
 """Name of the discounted-return statistics in checkpoints."""
@@ -58,13 +58,21 @@ def cycle_seed(seed: int, cycle: int, rank: int, ranks: int) -> int:
     return seed * SEED_STRIDE + cycle * ranks + rank
 
 
-def episode_statistics(rollout: Rollout) -> tuple[list[float], list[int]]:
-    """Returns and lengths of the episodes that start and finish inside a rollout.
+@dataclass(frozen=True)
+class FinishedEpisodes:
+    """The episodes that start and finish inside a rollout, in the order they finish."""
 
-    Unscaled rewards; episodes are listed in the order they finish.
-    """
-    returns: list[float] = []
-    lengths: list[int] = []
+    returns: list[float]
+    """Unscaled returns."""
+    lengths: list[int]
+    """Transitions."""
+    metrics: list[float]
+    """The task metric of each (empty when the rollout carries none)."""
+
+
+def episode_statistics(rollout: Rollout) -> FinishedEpisodes:
+    """Returns, lengths and task metrics of the episodes that start and finish in a rollout."""
+    finished = FinishedEpisodes([], [], [])
     final = rollout.terminated | rollout.truncated
     worlds = rollout.rewards.shape[1]
     total, length = np.zeros(worlds), np.zeros(worlds, np.int64)
@@ -75,10 +83,12 @@ def episode_statistics(rollout: Rollout) -> tuple[list[float], list[int]]:
         length = np.where(start, 0, length + 1)
         open_episode |= start
         ended = final[t] & open_episode
-        returns += total[ended].tolist()
-        lengths += length[ended].tolist()
+        finished.returns.extend(total[ended].tolist())
+        finished.lengths.extend(length[ended].tolist())
+        if rollout.metrics is not None:
+            finished.metrics.extend(rollout.metrics[t][ended].tolist())
         open_episode &= ~ended
-    return returns, lengths
+    return finished
 
 
 def discounted_returns(rewards: np.ndarray, episode_start: np.ndarray, gamma: float) -> np.ndarray:
@@ -97,46 +107,31 @@ def discounted_returns(rewards: np.ndarray, episode_start: np.ndarray, gamma: fl
     return out
 
 
-def status_metric(status: Mapping[str, Any], metric: str) -> tuple[float, float]:
-    """``(sum, episodes)`` of the task metric a status report averages over its episodes."""
-    value = _number(status.get(metric))
-    episodes = _number(status.get("recent_episodes", status.get("episodes")))
-    if not (math.isfinite(value) and math.isfinite(episodes)):
-        return 0.0, 0.0
-    return value * episodes, episodes
+def cycle_episodes(comm: Communicator, rollout: Rollout, metric: str) -> dict[str, Any]:
+    """A cycle's episode figures, counted once, from the same episodes, over every rank.
 
-
-def cycle_episodes(
-    comm: Communicator, rollout: Rollout, status: Mapping[str, Any], metric: str
-) -> dict[str, Any]:
-    """A cycle's episode figures, counted once and summed over every rank.
-
-    Returns and lengths come from the episodes that finished in each rank's rollout; so
-    does the metric ``mean_return``. Any other task metric is the ranks' status reports'
-    average, weighted by the episodes each report covers.
+    Returns, lengths and the task metric all come from the episodes that finished in each
+    rank's rollout (the metric ``mean_return`` is their mean return).
 
     Args:
         comm: The ranks' communicator.
         rollout: This rank's rollout of the cycle.
-        status: This rank's last status report.
         metric: The recipe's task metric.
 
     Returns:
         ``episodes`` and ``steps`` (transitions) over all ranks, ``mean_return``,
         ``mean_length`` and ``metric`` (NaN without finished episodes).
     """
-    returns, lengths = episode_statistics(rollout)
-    metric_sum, metric_episodes = status_metric(status, metric)
-    if metric == MEAN_RETURN:
-        metric_sum, metric_episodes = sum(returns), len(returns)
+    finished = episode_statistics(rollout)
+    metrics = finished.returns if metric == MEAN_RETURN else finished.metrics
     totals = comm.allreduce_sum(
         [
-            len(returns),
-            sum(returns),
-            sum(lengths),
+            len(finished.returns),
+            sum(finished.returns),
+            sum(finished.lengths),
             rollout.rewards[1:].size,
-            metric_sum,
-            metric_episodes,
+            sum(metrics),
+            len(metrics),
         ]
     )
     episodes, return_sum, length_sum, steps, metric_sum, metric_episodes = (
@@ -252,14 +247,15 @@ class Trainer:
         simulation = Simulation(self.config, echo_engine_output=self.echo_engine_output)
         # abort_on_error outermost: a failing rank closes its simulation, then aborts the job.
         with self.comm.abort_on_error(), simulation:
-            reward, terminated, truncated = self.recipe.signals
             gatherer = Gatherer(
                 simulation,
-                TrainingSignals(self.recipe.brain_engine, reward, terminated, truncated),
+                TrainingSignals(
+                    self.recipe.brain_engine, *self.recipe.signals, self.recipe.metric_signal
+                ),
                 self.brain.state_names,
             )
             while self.cycle < total:
-                record = self.run_cycle(gatherer, simulation)
+                record = self.run_cycle(gatherer)
                 records.append(record)
                 if monitor is not None:
                     self._checkpoint(record)  # first: a kill between the two repeats no line
@@ -268,7 +264,7 @@ class Trainer:
                     between_cycles()
         return records
 
-    def run_cycle(self, gatherer: Gatherer, simulation: Simulation) -> dict[str, Any]:
+    def run_cycle(self, gatherer: Gatherer) -> dict[str, Any]:
         """One gather -> advantages -> optimize cycle."""
         recipe, ppo, comm = self.recipe, self.recipe.ppo, self.comm
         started = time.perf_counter()
@@ -277,7 +273,6 @@ class Trainer:
         seed = cycle_seed(recipe.seed, self.cycle, comm.rank, comm.size)
         rollout = gatherer.gather(recipe.horizon, seed)
         gather_s = time.perf_counter() - started
-        status = dict(simulation.loop.functions.last_status)
 
         # Advantages from scaled rewards, then chunks; all time-major [T + 1, W] until chunked.
         rewards = self._scaled_rewards(rollout)
@@ -296,7 +291,7 @@ class Trainer:
         optimize_s = time.perf_counter() - started
 
         self._update_observation_statistics(rollout)
-        episodes = cycle_episodes(comm, rollout, status, recipe.metric)
+        episodes = cycle_episodes(comm, rollout, recipe.metric)
         self.env_steps += episodes["steps"]
         self.cycle += 1
         record: dict[str, Any] = {
@@ -492,8 +487,3 @@ class Trainer:
         if self.cycle % self.recipe.checkpoint_every == 0:
             save_checkpoint(folder / PERIODIC.format(cycle=self.cycle), state)
 
-
-def _number(value: Any) -> float:
-    return (
-        float(value) if isinstance(value, int | float) and not isinstance(value, bool) else math.nan
-    )
