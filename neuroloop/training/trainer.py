@@ -486,4 +486,3 @@ class Trainer:
         save_checkpoint(folder / LATEST, state)
         if self.cycle % self.recipe.checkpoint_every == 0:
             save_checkpoint(folder / PERIODIC.format(cycle=self.cycle), state)
-
