@@ -27,7 +27,9 @@ SHIPPED = (
     "neuroloop/plugins/simulation_configs/shadow_hand_reach.json",
     "neuroloop/plugins/experiments/reach.yaml",
     "neuroloop/plugins/experiments/trained/reach_lstm.weights.h5",
-    "neuroloop/plugins/transceivers/reach_functions.py",
+    "neuroloop/plugins/transceivers/shadow_hand_task_functions.py",
+    "neuroloop/plugins/experiments/bodies/shadow_hand.yaml",
+    "neuroloop/plugins/engines/mujoco_engine.schema.json",
     "neuroloop/plugins/engines/mujoco_engine.py",
     "neuroloop/schemas/simulation.schema.json",
 )
