@@ -93,8 +93,12 @@ class ReachTask(Task):
         indices = sorted(FINGERS.index(finger) for finger in self.fingers)
         self.finger_indices = np.asarray([FINGERS.index(finger) for finger in self.fingers])
         """Fingertip index of each of ``fingers``."""
-        self.scored = np.asarray([*indices, THUMB])
-        """Fingertips the distance counts: ``fingers`` and the thumb."""
+        scored = [*indices, THUMB]
+        self.scored: slice | np.ndarray = (
+            slice(None) if len(scored) == FINGERTIPS else np.asarray(scored)
+        )
+        """Fingertips the distance counts: ``fingers`` and the thumb (a slice when that is
+        every fingertip, which spares the per-step copy of fancy indexing)."""
 
     def sample_goal(self, rng: np.random.Generator, state: State) -> np.ndarray:
         """Target fingertip positions ``[W, 15]``; reads fingertip and palm positions."""

@@ -1,10 +1,27 @@
-"""Read the process table: which engine processes a given orchestrator left behind."""
+"""Processes in tests: run the ``neuroloop`` command, and read the process table (which
+engine processes a given orchestrator left behind)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 FIXTURES = Path(__file__).parent / "fixtures"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def run_neuroloop(
+    *args: str | Path, timeout: float = 300, cwd: Path = REPO
+) -> subprocess.CompletedProcess[str]:
+    """``python -m neuroloop ARGS`` from the checkout, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "neuroloop", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd,
+    )
 
 
 def engine_processes(parent_pid: int) -> list[tuple[int, str]]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +12,12 @@ from neuroloop.errors import ConfigError
 from neuroloop.plugins.engines.keras_brain import KerasBrainEngine
 from neuroloop.training.checkpoint import load_checkpoint
 from neuroloop.training.recipe import load_recipe
+from tests.processes import run_neuroloop as neuroloop
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"
 CUSTOM = FIXTURES / "custom_brain_pendulum.yaml"
 PENDULUM = REPO / "experiments" / "pendulum.yaml"
-
-
-def neuroloop(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "neuroloop", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 @pytest.fixture(scope="module")

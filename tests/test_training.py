@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,20 +13,11 @@ from neuroloop.errors import ConfigError
 from neuroloop.plugins.engines.keras_brain import KerasBrainEngine
 from neuroloop.training.checkpoint import load_checkpoint
 from neuroloop.training.recipe import load_recipe
+from tests.processes import run_neuroloop as neuroloop
 
 REPO = Path(__file__).resolve().parents[1]
 PENDULUM = REPO / "experiments" / "pendulum.yaml"
 TINY = ("-o", "Horizon=64", "-o", "PPO.Epochs=2", "-o", "PPO.Minibatches=2", "--quiet")
-
-
-def neuroloop(*args: str | Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "neuroloop", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-    )
 
 
 def progress(run_dir: Path) -> list[dict[str, object]]:
