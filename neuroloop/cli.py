@@ -90,8 +90,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a config value, e.g. -o EngineConfigs.EngineName:env.EngineTimestep=0.1",
     )
-    run.add_argument("--steps", type=int, help="run this many SimulationTimesteps, then stop")
-    run.add_argument("--seed", type=int, help="reset every engine with this seed before running")
+    run.add_argument(
+        "--steps", type=positive, help="run this many SimulationTimesteps, then stop"
+    )
+    run.add_argument("--seed", type=seed, help="reset every engine with this seed before running")
     run.add_argument("--record", metavar="FILE", help="write every datapack to FILE (.jsonl/.npz)")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(handler=_run)
@@ -127,6 +129,28 @@ def _parser() -> argparse.ArgumentParser:
 
     add_batch_command(commands, INTERRUPTS.check)
     return parser
+
+
+MAX_SEED = 2**32 - 1
+"""The largest seed every engine's generator takes (numpy's legacy seeding is 32-bit)."""
+
+
+def positive(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1. Received: {text}")
+    return value
+
+
+def seed(text: str) -> int:
+    """An argparse type: an integer seed in [0, MAX_SEED]."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer in [0, {MAX_SEED}]. Received: {text}"
+        )
+    return value
 
 
 def _engine(args: argparse.Namespace) -> int:

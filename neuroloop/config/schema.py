@@ -137,6 +137,10 @@ def _explain(error: jsonschema.ValidationError, where: JsonPath) -> tuple[JsonPa
     return path, _describe(schema, error) + reason, received
 
 
+BOUNDS = {"exclusiveMinimum": ">", "minimum": ">=", "exclusiveMaximum": "<", "maximum": "<="}
+"""JSON Schema's numeric bounds and how a message writes them."""
+
+
 def _describe(schema: Mapping[str, Any], error: jsonschema.ValidationError) -> str:
     """Describe the values ``schema`` accepts, from its type, bounds and pattern."""
     kinds = schema.get("type", [])
@@ -144,10 +148,9 @@ def _describe(schema: Mapping[str, Any], error: jsonschema.ValidationError) -> s
     if not kinds:
         return error.message
     text = " or ".join(_TYPE_NAMES[kind] for kind in kinds)
-    if "exclusiveMinimum" in schema:
-        text += f" > {schema['exclusiveMinimum']}"
-    if "minimum" in schema:
-        text += f" >= {schema['minimum']}"
+    bounds = [f"{sign} {schema[keyword]}" for keyword, sign in BOUNDS.items() if keyword in schema]
+    if bounds:
+        text += " " + " and ".join(bounds)
     low, high = schema.get("minItems"), schema.get("maxItems")
     if low is not None and low == high:
         text += f" of exactly {low} element(s)"

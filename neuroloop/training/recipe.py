@@ -9,6 +9,7 @@ with the recipe's settings written into its engines.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,7 @@ from neuroloop.brain.spec import absolute_spec, spec_problem
 from neuroloop.config import SimulationConfig, load_config, load_document
 from neuroloop.datapack import DataPackIdentifier
 from neuroloop.errors import ConfigError
+from neuroloop.tasks import task_class
 
 RECIPE_SCHEMA = "recipe"
 MEAN_RETURN = "mean_return"
@@ -165,10 +167,13 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
             ConfigError(str(path), "Simulation", "an existing simulation config", str(simulation))
         )
     document["Simulation"] = str(simulation)
-    config_brain = _fill_brain(
-        document, file.parent, load_config(simulation, document["SimulationOverrides"])
-    )
+    config = load_config(simulation, document["SimulationOverrides"])
+    config_brain = _fill_brain(document, file.parent, config)
     _check_brain(document, path, config_brain)
+    try:
+        _check_consistency(document, str(path), config)
+    except ConfigError as error:
+        raise blame(error) from None
     ppo = document["PPO"]
     signals = document["Signals"]
     return Recipe(
@@ -254,4 +259,53 @@ def _check_brain(document: Mapping[str, Any], path: str | Path, config_brain: st
             where,
             "an installed brain, 'path/to/file.py:builder' or 'module:builder'",
             f"Brain={document['Brain']!r}: {problem}",
+        )
+
+
+def _check_consistency(document: Mapping[str, Any], path: str, config: SimulationConfig) -> None:
+    """What the schema cannot say: settings that must agree with each other and the config.
+
+    Raises:
+        ConfigError: Naming the key, if a signal names no engine of the config, the metric
+            is not the task's, or the PPO chunking cannot be met.
+    """
+    engines = [engine.name for engine in config.engines]
+    keys = ["Reward", "Terminated", "Truncated"]
+    if document["Metric"] != MEAN_RETURN:
+        keys.append("Metric")
+        if config.task is not None:
+            task_metric = getattr(task_class(config.task.name, config.directory), "metric", None)
+            if document["Metric"] != task_metric:
+                raise ConfigError(
+                    path,
+                    "Metric",
+                    f"{MEAN_RETURN!r} or the metric of the config's task {task_metric!r}",
+                    f"Metric={document['Metric']!r}",
+                )
+    for key in keys:
+        engine = document["Signals"][key]["Engine"]
+        if engine not in engines:
+            raise ConfigError(
+                path,
+                f"Signals.{key}.Engine",
+                f"an engine of {config.path.name} {engines}"
+                + (
+                    f" (or Metric: {MEAN_RETURN}, which needs no signal)" if key == "Metric" else ""
+                ),
+                f"Engine={engine!r}",
+            )
+    ppo, horizon = document["PPO"], document["Horizon"]
+    if ppo["ChunkLength"] > horizon:
+        raise ConfigError(
+            path, "PPO.ChunkLength", f"at most Horizon ({horizon})", f"{ppo['ChunkLength']}"
+        )
+    # Chunks never cross an episode start, so a world yields at least this many.
+    chunks = document["Worlds"] * math.ceil(horizon / ppo["ChunkLength"])
+    if ppo["Minibatches"] > chunks:
+        raise ConfigError(
+            path,
+            "PPO.Minibatches",
+            f"at most the {chunks} TBPTT chunks of a cycle (Worlds x ceil(Horizon / "
+            "ChunkLength)) per process",
+            f"{ppo['Minibatches']}",
         )

@@ -1,0 +1,48 @@
+"""Bad input is one line naming the file, key or option and what was expected, exit 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from neuroloop.errors import ConfigError
+from neuroloop.training.recipe import load_recipe
+from tests.processes import REPO, run_neuroloop
+
+PENDULUM = REPO / "experiments" / "pendulum.yaml"
+REACH = REPO / "experiments" / "reach.yaml"
+PENDULUM_PD = REPO / "simulation_configs" / "pendulum_pd.json"
+
+
+@pytest.mark.parametrize(
+    ("recipe", "override", "message"),
+    [
+        (PENDULUM, "PPO.Gamma=1.5", r"PPO\.Gamma: expected a number > 0 and <= 1"),
+        (PENDULUM, "Seed=18446744073709551616", r"Seed: expected an integer >= 0 and <= 4294"),
+        (PENDULUM, "PPO.ChunkLength=5000", r"PPO\.ChunkLength: expected at most Horizon \(1024\)"),
+        (PENDULUM, "PPO.Minibatches=500", r"PPO\.Minibatches: expected at most the 64 TBPTT"),
+        (REACH, "Metric=sucess", r"Metric: expected 'mean_return' or the metric of the config's"),
+        (PENDULUM, "Metric=success", r"Signals\.Metric\.Engine: expected an engine of pendulum"),
+        (PENDULUM, 'Signals.Reward={"Name": "reward", "Engine": "enf"}', r"Signals\.Reward\.Eng"),
+        (PENDULUM, "Brain=lsmt", r"Brain: expected an installed brain"),
+    ],
+)
+def test_bad_recipe_values_name_their_key(recipe: Path, override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_recipe(recipe, [override])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("run", PENDULUM_PD, "--steps", "-5"), "argument --steps: expected an integer >= 1"),
+        (("run", PENDULUM_PD, "--seed", str(2**64)), "argument --seed: expected an integer in"),
+        (("train", REACH, "-o", "Metric=sucess"), "Metric: expected 'mean_return' or the metric"),
+    ],
+)
+def test_bad_command_lines_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
+    result = run_neuroloop(*args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
