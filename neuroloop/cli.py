@@ -90,9 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="PATH=VALUE",
         help="override a config value, e.g. -o EngineConfigs.EngineName:env.EngineTimestep=0.1",
     )
-    run.add_argument(
-        "--steps", type=positive, help="run this many SimulationTimesteps, then stop"
-    )
+    run.add_argument("--steps", type=positive, help="run this many SimulationTimesteps, then stop")
     run.add_argument("--seed", type=seed, help="reset every engine with this seed before running")
     run.add_argument("--record", metavar="FILE", help="write every datapack to FILE (.jsonl/.npz)")
     run.add_argument("--quiet", action="store_true", help="no progress line")

@@ -6,6 +6,8 @@ expected and what was received, so the CLI can print it without a traceback.
 
 from __future__ import annotations
 
+import traceback
+
 
 class NeuroloopError(Exception):
     """Base class of every error the CLI reports as a one-line message."""
@@ -40,6 +42,25 @@ class EngineTimeoutError(EngineError):
 
 class EngineCrashError(EngineError):
     """An engine process exited while the simulation needed it."""
+
+
+class UserCodeError(NeuroloopError):
+    """A user's Python file (functions, engine, brain builder, task) failed while loading.
+
+    Args:
+        path: The file.
+        error: What it raised.
+    """
+
+    def __init__(self, path: str, error: BaseException) -> None:
+        self.path = path
+        line = getattr(error, "lineno", None)
+        if line is None:
+            frames = [f for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+            line = frames[-1].lineno if frames else None
+        where = f"{path}, line {line}" if line is not None else path
+        message = getattr(error, "msg", None) or str(error)
+        super().__init__(f"{where}: loading it raised {type(error).__name__}: {message}")
 
 
 class UsageError(NeuroloopError):

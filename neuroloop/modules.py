@@ -16,6 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from neuroloop.errors import UserCodeError
+
 PY_SUFFIX = ".py"
 
 
@@ -24,6 +26,7 @@ def load_file(path: str | Path) -> ModuleType:
 
     Raises:
         ValueError: If the file does not exist or Python cannot load it.
+        UserCodeError: If running the file raised (a syntax error, a failing import, ...).
     """
     path = Path(path).resolve()
     if not path.is_file() or path.suffix != PY_SUFFIX:
@@ -40,6 +43,9 @@ def load_file(path: str | Path) -> ModuleType:
     sys.modules[module_name] = module
     try:
         spec.loader.exec_module(module)
+    except Exception as error:
+        del sys.modules[module_name]
+        raise UserCodeError(str(path), error) from error
     except BaseException:
         del sys.modules[module_name]
         raise

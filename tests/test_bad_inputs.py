@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,35 @@ def test_bad_recipe_values_name_their_key(recipe: Path, override: str, message: 
 )
 def test_bad_command_lines_are_one_line_and_exit_2(args: tuple[str, ...], message: str) -> None:
     result = run_neuroloop(*args, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("def broken(:\n", "bad.py, line 1: loading it raised SyntaxError: invalid syntax"),
+        (
+            "x = 1\nimport no_such_module_here\n",
+            "bad.py, line 2: loading it raised ModuleNotFoundError: No module named",
+        ),
+    ],
+)
+def test_a_function_file_that_fails_to_load_is_one_line(
+    tmp_path: Path, source: str, message: str
+) -> None:
+    (tmp_path / "bad.py").write_text(source)
+    config = {
+        "SimulationName": "bad_functions",
+        "EngineConfigs": [
+            {"EngineName": "env", "EngineType": "gymnasium", "EngineTimestep": 0.05,
+             "EngineExtraConfigs": {"EnvId": "Pendulum-v1"}},
+        ],
+        "DataPackProcessingFunctions": [{"Name": "bad", "FileName": "bad.py"}],
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    result = run_neuroloop("run", tmp_path / "sim.json", "--steps", "2", timeout=120)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
