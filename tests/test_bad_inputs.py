@@ -76,3 +76,19 @@ def test_a_function_file_that_fails_to_load_is_one_line(
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_gymnasium_id_that_would_import_a_module_is_refused(tmp_path: Path) -> None:
+    config = {
+        "SimulationName": "imports",
+        "EngineConfigs": [
+            {"EngineName": "env", "EngineType": "gymnasium",
+             "EngineExtraConfigs": {"EnvId": "antigravity:Fly-v0"}},
+        ],
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    result = run_neuroloop("run", tmp_path / "sim.json", "--steps", "1", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "EngineExtraConfigs.EnvId: expected a non-empty string matching '^[^:]+$'" in (
+        result.stderr
+    )

@@ -63,7 +63,8 @@ def test_a_misspelt_key_names_file_path_and_the_right_key_and_exits_2(tmp_path: 
         ({"EnvKwargs": [1]}, "EnvKwargs: expected an object. Received: EnvKwargs=[1]"),
         (
             {"EnvId": ""},
-            "EnvId: expected a non-empty string, e.g. 'Pendulum-v1'. Received: EnvId=\"\"",
+            "EnvId: expected a non-empty string matching '^[^:]+$', e.g. 'Pendulum-v1'. "
+            'Received: EnvId=""',
         ),
     ],
 )
