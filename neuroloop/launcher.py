@@ -108,13 +108,26 @@ class Launcher:
         self.stop_all()
 
     def start(
-        self, name: str, command: Sequence[str], env: Mapping[str, str] | None = None
+        self,
+        name: str,
+        command: Sequence[str],
+        env: Mapping[str, str] | None = None,
+        guarded: bool = False,
     ) -> ManagedProcess:
         """Start ``command`` in its own process group with ``env`` added to our environment.
+
+        Args:
+            name: Names the process in messages.
+            command: The program and its arguments.
+            env: Variables added to our environment.
+            guarded: Run it under ``neuroloop.guard``, which kills its group when this
+                process is gone: for programs that do not watch their orchestrator.
 
         Raises:
             EngineCrashError: If the command cannot be executed at all.
         """
+        if guarded:
+            command = [sys.executable, "-m", "neuroloop.guard", str(os.getpid()), "--", *command]
         environment = child_environment(env)
         try:
             popen = subprocess.Popen(

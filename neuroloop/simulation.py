@@ -104,12 +104,15 @@ class Simulation:
         functions = self._load_functions()
         for process in self.config.external_processes:
             command = [*shlex.split(process.proc_cmd), *process.proc_start_params]
-            self.launcher.start(process.name, command, dict(process.env_params))
+            self.launcher.start(process.name, command, dict(process.env_params), guarded=True)
         local = {e.name: self._local_link(e) for e in self.config.engines if self._is_local(e)}
         for engine in self.config.engines:
             if engine.launch_type == "BasicFork" and engine.name not in local:
                 self.processes[engine.name] = self.launcher.start(
-                    engine.name, self._engine_command(engine), dict(engine.env_params)
+                    engine.name,
+                    self._engine_command(engine),
+                    dict(engine.env_params),
+                    guarded=bool(engine.proc_cmd),
                 )
         with self._diagnosing():
             for engine in self.config.engines:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +143,81 @@ def test_interrupting_neuroloop_run_stops_every_engine(signum: int) -> None:
         assert not any(alive(pid) for pid, _ in engines)
     finally:
         run.kill()
+
+
+def _pids_with_argument(argument: str) -> list[int]:
+    """Live processes with ``argument`` among their command-line arguments."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+            if argument in args and alive(int(entry.name)):
+                found.append(int(entry.name))
+    return found
+
+
+def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def test_custom_commands_die_with_a_killed_orchestrator(tmp_path: Path) -> None:
+    """An ExternalProcesses entry and an engine started by a custom EngineProcCmd, busy in a
+    step that never ends, are gone within seconds of a SIGKILL of their orchestrator."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    marker = str(tmp_path / "sleeper")
+    clock = f"{FIXTURES / 'clock_engine.py'}:ClockEngine"
+    config = {
+        "SimulationName": "orphans",
+        "SimulationTimeout": 1000,
+        "SimulationTimestep": 0.01,
+        "EngineConfigs": [
+            {
+                "EngineName": "clock",
+                "EngineType": "python",
+                "EngineClass": clock,
+                "EngineTimestep": 0.01,
+                "EngineCommandTimeout": 600,
+                "EngineProcCmd": sys.executable,
+                "EngineProcStartParams": [
+                    "-m", "neuroloop", "engine", "--engine", clock, "--name", "clock",
+                    "--address", address,
+                ],
+                "ServerAddress": address,
+                "EngineExtraConfigs": {"HangAtStep": 3},
+            }
+        ],
+        "ExternalProcesses": [
+            {"Name": "sleeper", "ProcCmd": sys.executable,
+             "ProcStartParams": ["-c", "import time; time.sleep(600)", marker]}
+        ],
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for(lambda: bool(_pids_with_argument(marker)), 60)
+        assert _wait_for(lambda: bool(_pids_with_argument(address)), 60)
+        children = _pids_with_argument(marker) + _pids_with_argument(address)
+        time.sleep(1.0)  # the engine is now stuck in its third step
+        run.kill()
+        run.wait(10)
+        assert _wait_for(lambda: not any(alive(pid) for pid in children), 5), [
+            pid for pid in children if alive(pid)
+        ]
+    finally:
+        run.kill()
+        for pid in _pids_with_argument(marker) + _pids_with_argument(address):
+            os.kill(pid, signal.SIGKILL)
