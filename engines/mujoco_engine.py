@@ -136,6 +136,12 @@ FREE_CAMERA_SETTINGS = {"Distance": "distance", "Azimuth": "azimuth", "Elevation
 """``Camera`` keys that adjust the free camera (``mujoco.MjvCamera`` attributes)."""
 
 
+MEMINFO = "/proc/meminfo"
+WORLD_MEMORY_FACTOR = 4
+"""Memory of a world as a multiple of its MjData buffer and used arena (measured: about 0.6
+MiB per Shadow Hand world, 4x its 0.15 MiB of buffer and arena)."""
+
+
 class PhysicsError(EngineError):
     """MuJoCo failed while stepping a world (e.g. its memory arena ran out)."""
 
@@ -198,6 +204,37 @@ def validate(instance: Any, schema: Mapping[str, Any], where: str, context: str)
     else:
         expected = f"{error.validator} {json.dumps(error.validator_value)}"
     raise ValueError(f"{context}: {where}{path}: expected {expected}. Received: {error.instance!r}")
+
+
+def _available_memory() -> int:
+    """Bytes the kernel says can be allocated without swapping (``MemAvailable``)."""
+    for line in Path(MEMINFO).read_text(encoding="ascii").splitlines():
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1]) * 1024
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _check_memory(model: mujoco.MjModel, n_worlds: int, context: str) -> None:
+    """Refuse, before allocating them, more worlds than the available memory holds.
+
+    One probe world is stepped once; a world's need is estimated as its data buffer plus
+    the arena it used, times ``WORLD_MEMORY_FACTOR`` (allocator pages and Python objects).
+    """
+    probe = mujoco.MjData(model)
+    try:
+        mujoco.mj_step(model, probe)
+        arena = probe.maxuse_arena
+    except mujoco.FatalError:  # the worlds' own reset reports it, naming the world
+        arena = probe.narena
+    per_world = (probe.nbuffer + arena) * WORLD_MEMORY_FACTOR
+    available = _available_memory()
+    if n_worlds * per_world > available:
+        raise ValueError(
+            f"{context}: EngineExtraConfigs.Worlds: expected at most "
+            f"{available // per_world} worlds of this model in the "
+            f"{available / 2**30:.1f} GiB of available memory (about "
+            f"{per_world / 2**20:.2f} MiB each). Received: Worlds={n_worlds}"
+        )
 
 
 def _joint_ranges(model: mujoco.MjModel, field: str, ids: np.ndarray) -> tuple[Any, Any]:
@@ -433,6 +470,7 @@ class MujocoEngine(Engine):
         self._substeps, self._physics_ns = self._substeps_for(config, model, context)
 
         n_worlds = settings["Worlds"]
+        _check_memory(model, n_worlds, context)
         self.shutdown()
         self._datas = [mujoco.MjData(model) for _ in range(n_worlds)]
         if settings["Threads"] > 1 and n_worlds > 1:

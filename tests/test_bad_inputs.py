@@ -92,3 +92,11 @@ def test_a_gymnasium_id_that_would_import_a_module_is_refused(tmp_path: Path) ->
     assert "EngineExtraConfigs.EnvId: expected a non-empty string matching '^[^:]+$'" in (
         result.stderr
     )
+
+
+def test_more_worlds_than_memory_holds_are_refused_before_allocation() -> None:
+    worlds = "EngineConfigs.EngineName:physics.EngineExtraConfigs.Worlds=100000000"
+    result = run_neuroloop("run", "shadow_hand_reach", "-o", worlds, "--steps", "1", timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert "EngineExtraConfigs.Worlds: expected at most" in result.stderr
+    assert "Received: Worlds=100000000" in result.stderr
