@@ -23,7 +23,11 @@ if TYPE_CHECKING:
     from neuroloop.simulation import Simulation
 
 EXIT_USER_ERROR = 2
-EXIT_INTERRUPTED = 130
+EXIT_SIGNALLED = 128
+"""A run stopped by signal N exits with 128 + N: 130 for SIGINT (Ctrl-C), 143 for SIGTERM."""
+INTERRUPT_GRACE_S = 3.0
+"""After the first SIGINT or SIGTERM, the run stops at its next loop step; if it is still
+busy after this long (starting engines, a slow step, a blocking function), it stops at once."""
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -40,11 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"neuroloop {args.command}: interrupted; all engines stopped", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_SIGNALLED + INTERRUPTS.signum
 
 
 class _Interrupts:
-    """SIGINT and SIGTERM: the first stops the run at the next loop step, a second at once.
+    """SIGINT and SIGTERM: the first stops the run at the next loop step, a second at once,
+    and so does the first if the run has not stopped ``INTERRUPT_GRACE_S`` later.
 
     Stopping between steps (``check``) never abandons a gRPC call halfway, so the engines
     get their Shutdown call; either way every context manager unwinds and every engine
@@ -53,16 +58,24 @@ class _Interrupts:
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = int(signal.SIGINT)
 
     def install(self) -> None:
         # Explicitly for SIGINT too: a shell that starts us in the background ignores it.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
+        signal.signal(signal.SIGALRM, self._grace_over)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
             raise KeyboardInterrupt
         self.requested = True
+        self.signum = signum
+        signal.setitimer(signal.ITIMER_REAL, INTERRUPT_GRACE_S)
+
+    def _grace_over(self, signum: int, frame: FrameType | None) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
 
     def check(self) -> None:
         """Raise KeyboardInterrupt if a stop was asked for."""

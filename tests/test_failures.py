@@ -138,7 +138,7 @@ def test_interrupting_neuroloop_run_stops_every_engine(signum: int) -> None:
         engines = engine_processes(run.pid)
         assert len(engines) == 2
         run.send_signal(signum)
-        assert run.wait(30) == 130
+        assert run.wait(30) == 128 + signum  # 130 for SIGINT, 143 for SIGTERM
         assert "interrupted; all engines stopped" in run.stderr.read()
         assert not any(alive(pid) for pid, _ in engines)
     finally:
@@ -221,3 +221,61 @@ def test_custom_commands_die_with_a_killed_orchestrator(tmp_path: Path) -> None:
         run.kill()
         for pid in _pids_with_argument(marker) + _pids_with_argument(address):
             os.kill(pid, signal.SIGKILL)
+
+
+BLOCKING_FUNCTION = """
+import time
+from neuroloop.functions import SimulationIteration, TransceiverFunction
+
+@SimulationIteration("iteration")
+@TransceiverFunction("clock")
+def blocks(iteration):
+    if iteration == 3:
+        time.sleep(3600)
+    return []
+"""
+
+SLOW_TO_START = """
+import time
+time.sleep(3600)  # the engine never finishes importing, so it never serves
+"""
+
+
+@pytest.mark.parametrize("where", ["a blocking function", "engine start-up"])
+def test_sigterm_stops_a_run_that_waits(tmp_path: Path, where: str) -> None:
+    """The first SIGTERM stops the run within the grace period even when the loop never gets
+    back to check it: exit 143 and no engine left."""
+    clock = f"{FIXTURES / 'clock_engine.py'}:ClockEngine"
+    if where == "engine start-up":
+        (tmp_path / "slow_engine.py").write_text(SLOW_TO_START)
+        clock = f"{tmp_path / 'slow_engine.py'}:Never"
+    (tmp_path / "blocking.py").write_text(BLOCKING_FUNCTION)
+    config = {
+        "SimulationName": "waits",
+        "SimulationTimeout": 1000,
+        "SimulationTimestep": 0.01,
+        "EngineConfigs": [
+            {"EngineName": "clock", "EngineType": "python", "EngineClass": clock,
+             "EngineTimestep": 0.01, "EngineLaunchTimeout": 600}
+        ],
+        "DataPackProcessingFunctions": [{"Name": "blocking", "FileName": "blocking.py"}],
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: bool(engine_processes(run.pid)), 60)
+        engines = engine_processes(run.pid)
+        time.sleep(2.0)  # stuck in the function (or in the engine's import) by now
+        started = time.monotonic()
+        run.send_signal(signal.SIGTERM)
+        assert run.wait(30) == 143
+        assert time.monotonic() - started < 15
+        assert run.stderr is not None and "interrupted" in run.stderr.read()
+        assert _wait_for(lambda: not any(alive(pid) for pid, _ in engines), 10)
+    finally:
+        run.kill()
