@@ -28,6 +28,9 @@ EXIT_SIGNALLED = 128
 INTERRUPT_GRACE_S = 3.0
 """After the first SIGINT or SIGTERM, the run stops at its next loop step; if it is still
 busy after this long (starting engines, a slow step, a blocking function), it stops at once."""
+TRAIN_INTERRUPT_GRACE_S = 300.0
+"""The same for ``neuroloop train``, which stops after its cycle: long enough to finish and
+checkpoint a cycle (a second signal still stops it at once)."""
 PROGRESS_INTERVAL_S = 1.0
 
 
@@ -35,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
-    INTERRUPTS.install()
+    INTERRUPTS.install(TRAIN_INTERRUPT_GRACE_S if args.command == "train" else INTERRUPT_GRACE_S)
     try:
         status: int = args.handler(args)
         return status
@@ -59,8 +62,11 @@ class _Interrupts:
     def __init__(self) -> None:
         self.requested = False
         self.signum = int(signal.SIGINT)
+        self.grace_s = INTERRUPT_GRACE_S
 
-    def install(self) -> None:
+    def install(self, grace_s: float) -> None:
+        """Handle SIGINT and SIGTERM; stop at once ``grace_s`` after the first."""
+        self.grace_s = grace_s
         # Explicitly for SIGINT too: a shell that starts us in the background ignores it.
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, self._handle)
@@ -71,7 +77,7 @@ class _Interrupts:
             raise KeyboardInterrupt
         self.requested = True
         self.signum = signum
-        signal.setitimer(signal.ITIMER_REAL, INTERRUPT_GRACE_S)
+        signal.setitimer(signal.ITIMER_REAL, self.grace_s)
 
     def _grace_over(self, signum: int, frame: FrameType | None) -> None:
         if self.requested:
