@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import grpc
@@ -18,6 +19,7 @@ from neuroloop.errors import ConfigError, EngineError
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol import engine_pb2_grpc as pb_grpc
 from neuroloop.secret import METADATA_KEY, SECRET_ENV, new_secret
+from neuroloop.server import SERVER_THREADS
 from neuroloop.simulation import Simulation
 from tests.processes import FIXTURES, engine_processes
 
@@ -191,6 +193,83 @@ def test_an_engine_started_with_a_secret_file_obeys_only_configs_naming_it(
             sim.step(4)
             assert sim.datapack("steps", "fast") == 4
         # The orchestrator holding the secret shut the engine down.
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_strangers_opening_many_streams_cannot_starve_the_orchestrator() -> None:
+    """A refused call holds no server thread: the orchestrator's steps and health go on."""
+    with exchange() as sim:
+        sim.step(1)
+        client = sim.clients["fast"]
+        assert isinstance(client, EngineClient)
+        with grpc.insecure_channel(client.address) as channel:
+            stub = pb_grpc.EngineStub(channel)
+            never_ending = threading.Event()
+
+            def requests() -> Iterator[pb.StepRequest]:
+                yield pb.StepRequest(timestep_ns=10 * MS)
+                never_ending.wait()
+
+            streams = [
+                stub.StepStream(requests(), timeout=TIMEOUT_S) for _ in range(3 * SERVER_THREADS)
+            ]
+            try:
+                for stream in streams:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        next(stream)
+                    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                health = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
+                )
+                assert health.status == health_pb2.HealthCheckResponse.SERVING
+                sim.run_until_timeout()
+                assert sim.datapack("steps", "fast") == 6
+            finally:
+                never_ending.set()
+                for stream in streams:
+                    stream.cancel()
+
+
+def test_neuroloop_engine_takes_its_secret_from_the_environment_or_a_readable_file(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "missing.secret"
+    unreadable = subprocess.run(
+        engine_command("--name", "fast", "--secret-file", str(missing)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert unreadable.returncode == 2
+    assert unreadable.stderr.splitlines() == [
+        "neuroloop engine: error: --secret-file: expected a file holding the engine secret. "
+        f"Received: {str(missing)!r} cannot be read (No such file or directory)"
+    ]
+    secret = new_secret()
+    server = subprocess.Popen(
+        engine_command("--name", "fast", "--address", "0.0.0.0:0"),
+        env={**os.environ, SECRET_ENV: secret},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        assert ready.startswith("NEUROLOOP-ENGINE-READY name=fast")
+        port = ready.strip().rpartition(":")[2]
+        owner = EngineClient("fast", f"127.0.0.1:{port}", TIMEOUT_S, secret)
+        stranger = EngineClient("fast", f"127.0.0.1:{port}", TIMEOUT_S)
+        try:
+            assert "steps" in owner.initialize({})
+            with pytest.raises(EngineError, match=r"^\[fast\] Reset: refused: .*no engine secret"):
+                stranger.reset(0)
+            owner.shutdown()
+        finally:
+            owner.close()
+            stranger.close()
         assert server.wait(10) == 0
     finally:
         server.kill()
