@@ -48,6 +48,8 @@ def read_secret_file(path: str | Path) -> str:
         raise ValueError(f"{str(path)!r} cannot be read ({error.strerror})") from None
     if not secret:
         raise ValueError(f"{str(path)!r} is empty")
+    if not (secret.isascii() and secret.isprintable()):
+        raise ValueError(f"{str(path)!r} holds other than printable ASCII (gRPC metadata)")
     return secret
 
 

@@ -21,7 +21,7 @@ from neuroloop.protocol import engine_pb2_grpc as pb_grpc
 from neuroloop.secret import METADATA_KEY, SECRET_ENV, new_secret
 from neuroloop.server import SERVER_THREADS
 from neuroloop.simulation import Simulation
-from tests.processes import FIXTURES, engine_processes
+from tests.processes import FIXTURES, engine_processes, run_neuroloop
 
 TIMEOUT_S = 10.0
 MS = 1_000_000
@@ -128,11 +128,8 @@ def engine_command(*arguments: str) -> list[str]:
 
 
 def test_binding_beyond_loopback_without_a_secret_needs_insecure() -> None:
-    refused = subprocess.run(
-        engine_command("--name", "open", "--address", "0.0.0.0:0"),
-        capture_output=True,
-        text=True,
-        timeout=60,
+    refused = run_neuroloop(
+        "engine", "--engine", CLOCK_ENGINE, "--name", "open", "--address", "0.0.0.0:0", timeout=60
     )
     assert refused.returncode == 2
     assert refused.stderr.splitlines() == [
@@ -237,10 +234,14 @@ def test_neuroloop_engine_takes_its_secret_from_the_environment_or_a_readable_fi
     tmp_path: Path,
 ) -> None:
     missing = tmp_path / "missing.secret"
-    unreadable = subprocess.run(
-        engine_command("--name", "fast", "--secret-file", str(missing)),
-        capture_output=True,
-        text=True,
+    unreadable = run_neuroloop(
+        "engine",
+        "--engine",
+        CLOCK_ENGINE,
+        "--name",
+        "fast",
+        "--secret-file",
+        str(missing),
         timeout=60,
     )
     assert unreadable.returncode == 2
