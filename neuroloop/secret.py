@@ -4,7 +4,7 @@ The orchestrator makes one secret per simulation and hands it to each engine it 
 the ``NEUROLOOP_ENGINE_SECRET`` environment variable, never on a command line; the engine
 takes it out of its environment at start. Clients send it as gRPC metadata on every call,
 and a server interceptor refuses any call without it (UNAUTHENTICATED), except the standard
-gRPC health service.
+gRPC health check.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ SECRET_ENV = "NEUROLOOP_ENGINE_SECRET"
 METADATA_KEY = "neuroloop-engine-secret"
 """gRPC metadata key under which every call carries the secret."""
 
-HEALTH_PREFIX = "/grpc.health.v1.Health/"
-"""Methods that answer without the secret: health checks come from probes, not orchestrators."""
+OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check"})
+"""Methods that answer without the secret: health checks come from probes, not orchestrators.
+Health's ``Watch`` is not one: each open watch holds a server thread, so strangers' watches
+could starve the orchestrator."""
 
 LOOPBACK_NAMES = ("localhost",)
 
@@ -77,7 +79,7 @@ def call_metadata(secret: str | None) -> tuple[tuple[str, str], ...] | None:
 
 
 class SecretInterceptor(grpc.ServerInterceptor):
-    """Refuses every call but health checks unless its metadata carries ``secret``.
+    """Refuses every call but health checks (``Check``) unless its metadata carries ``secret``.
 
     Runs once per call (a step stream is checked when it opens, not per message).
 
@@ -97,7 +99,7 @@ class SecretInterceptor(grpc.ServerInterceptor):
     ) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method
         handler = continuation(handler_call_details)
-        if handler is None or method.startswith(HEALTH_PREFIX):
+        if handler is None or method in OPEN_METHODS:
             return handler
         metadata = handler_call_details.invocation_metadata
         given = next((value for key, value in metadata or () if key == METADATA_KEY), "")

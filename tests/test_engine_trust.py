@@ -9,6 +9,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -210,10 +211,16 @@ def test_strangers_opening_many_streams_cannot_starve_the_orchestrator() -> None
                 yield pb.StepRequest(timestep_ns=10 * MS)
                 never_ending.wait()
 
-            streams = [
+            streams: list[Any] = [
                 stub.StepStream(requests(), timeout=TIMEOUT_S) for _ in range(3 * SERVER_THREADS)
             ]
             try:
+                # Health's Watch holds a thread per open watch: it needs the secret too.
+                watch = health_pb2_grpc.HealthStub(channel).Watch
+                streams += [
+                    watch(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S)
+                    for _ in range(3 * SERVER_THREADS)
+                ]
                 for stream in streams:
                     with pytest.raises(grpc.RpcError) as refused:
                         next(stream)
