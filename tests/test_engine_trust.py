@@ -237,7 +237,7 @@ def test_strangers_opening_many_streams_cannot_starve_the_orchestrator() -> None
                     stream.cancel()
 
 
-def test_neuroloop_engine_takes_its_secret_from_the_environment_or_a_readable_file(
+def test_neuroloop_engine_secret_from_environment_or_file_and_its_max_timestep(
     tmp_path: Path,
 ) -> None:
     missing = tmp_path / "missing.secret"
@@ -258,7 +258,7 @@ def test_neuroloop_engine_takes_its_secret_from_the_environment_or_a_readable_fi
     ]
     secret = new_secret()
     server = subprocess.Popen(
-        engine_command("--name", "fast", "--address", "0.0.0.0:0"),
+        engine_command("--name", "fast", "--address", "0.0.0.0:0", "--max-timestep", "0.5"),
         env={**os.environ, SECRET_ENV: secret},
         stdout=subprocess.PIPE,
         text=True,
@@ -272,6 +272,12 @@ def test_neuroloop_engine_takes_its_secret_from_the_environment_or_a_readable_fi
         stranger = EngineClient("fast", f"127.0.0.1:{port}", TIMEOUT_S)
         try:
             assert "steps" in owner.initialize({})
+            with pytest.raises(EngineError) as too_long:
+                owner.step({}, 500_000_001, [])
+            assert str(too_long.value) == (
+                "[fast] step: ValueError: expected a timestep <= 500000000 ns (--max-timestep). "
+                "Received: timestep_ns=500000001"
+            )
             with pytest.raises(EngineError, match=r"^\[fast\] Reset: refused: .*no engine secret"):
                 stranger.reset(0)
             owner.shutdown()
