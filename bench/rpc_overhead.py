@@ -25,10 +25,15 @@ served by the real ``neuroloop engine`` command in its own process:
   that sends the observation back as the action (FTILoop, functions, codec, the client's
   asynchronous Step: what ``neuroloop run`` does per SimulationTimestep);
 - Step and loop step again with the engine served at a ``unix:`` address (the simulation
-  connects to it with ``EmptyLaunchCommand``).
+  connects to it with ``EmptyLaunchCommand``);
+- the price of the engine secret: Step with and without it, and the loop step of a
+  simulation connecting (``EmptyLaunchCommand``, tcp) to an engine started with
+  ``--secret-file`` against one started without (the forked loop step carries its
+  simulation's secret too).
 
-The target: one loop step over one idle engine costs at most ``TARGET_RATIO`` times a bare
-unary round trip measured in the same run.
+The targets: one loop step over one idle engine costs at most ``TARGET_RATIO`` times a bare
+unary round trip measured in the same run, and at most ``SECRET_TARGET_RATIO`` times the
+same loop step without a secret.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from neuroloop.client import EngineClient
 from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine
 from neuroloop.launcher import Launcher
+from neuroloop.secret import new_secret
 from neuroloop.server import READY_PREFIX
 from neuroloop.simulation import Simulation
 
@@ -65,6 +71,8 @@ WARMUP_STEPS = 200
 """Loop steps run once per case before timing (connections, caches, lazy imports)."""
 TARGET_RATIO = 1.5
 """A loop step over one idle engine may cost at most this many bare unary round trips."""
+SECRET_TARGET_RATIO = 1.05
+"""An authenticated loop step may cost at most this many unauthenticated ones."""
 
 ENGINE_NAME = "idle"
 OBSERVATION = "observation"
@@ -202,7 +210,8 @@ class Servers:
         ]
         return self._start(f"{BASELINE_NAME} {address}", command)
 
-    def engine(self, address: str) -> str:
+    def engine(self, address: str, secret_file: Path | None = None) -> str:
+        secret = [] if secret_file is None else ["--secret-file", str(secret_file)]
         command = [
             sys.executable,
             "-m",
@@ -216,6 +225,7 @@ class Servers:
             address,
             "--parent-pid",
             str(os.getpid()),
+            *secret,
         ]
         return self._start(f"{ENGINE_NAME} {address}", command)
 
@@ -261,9 +271,9 @@ def bare_ping_pong(stack: ExitStack, address: str) -> Callable[[int], None]:
     return run
 
 
-def engine_client(stack: ExitStack, address: str) -> EngineClient:
-    """A client of the IdleEngine serving at ``address``, initialized."""
-    client = EngineClient(ENGINE_NAME, address, COMMAND_TIMEOUT_S)
+def engine_client(stack: ExitStack, address: str, secret: str | None = None) -> EngineClient:
+    """A client of the IdleEngine serving at ``address`` (with ``secret``), initialized."""
+    client = EngineClient(ENGINE_NAME, address, COMMAND_TIMEOUT_S, secret)
     stack.callback(client.close)
     client.wait_ready(LAUNCH_TIMEOUT_S)
     client.initialize({})
@@ -296,9 +306,14 @@ def single_step(client: EngineClient) -> Callable[[int], None]:
 
 
 def simulation(
-    stack: ExitStack, directory: Path, unix_address: str | None
+    stack: ExitStack,
+    directory: Path,
+    tag: str,
+    address: str | None = None,
+    secret_file: Path | None = None,
 ) -> Callable[[int], None]:
-    """A Simulation over one IdleEngine: forked on loopback TCP, or already serving on a socket."""
+    """A Simulation over one IdleEngine: forked on loopback TCP, or already serving at
+    ``address`` (with the secret in ``secret_file``, if any)."""
     functions = directory / "forward.py"
     functions.write_text(FORWARD_FUNCTION)
     engine: dict[str, Any] = {
@@ -309,16 +324,17 @@ def simulation(
         "EngineCommandTimeout": COMMAND_TIMEOUT_S,
         "EngineLaunchTimeout": LAUNCH_TIMEOUT_S,
     }
-    if unix_address is not None:
+    if address is not None:
         engine["EngineLaunchCommand"] = {"LaunchType": "EmptyLaunchCommand"}
-        engine["ServerAddress"] = unix_address
+        engine["ServerAddress"] = address
+        engine["EngineSecretFile"] = None if secret_file is None else str(secret_file)
     config = {
         "SimulationName": "rpc_overhead",
         "SimulationTimestep": TIMESTEP_S,
         "EngineConfigs": [engine],
         "DataPackProcessingFunctions": [{"Name": "forward", "FileName": functions.name}],
     }
-    path = directory / f"simulation_{'unix' if unix_address else 'tcp'}.json"
+    path = directory / f"simulation_{tag}.json"
     path.write_text(json.dumps(config, indent=2))
     sim = stack.enter_context(Simulation.from_config(path, echo_engine_output=False))
 
@@ -337,17 +353,32 @@ def build_cases(stack: ExitStack, directory: Path) -> dict[str, Case]:
     engine_tcp = engine_client(stack, servers.engine("127.0.0.1:0"))
     engine_unix = engine_client(stack, servers.engine(servers.unix_address("engine")))
     simulation_unix_address = servers.engine(servers.unix_address("simulation"))
+    secret = new_secret()
+    secret_file = directory / "engine.secret"
+    secret_file.write_text(secret)
+    engine_secret = engine_client(stack, servers.engine("127.0.0.1:0", secret_file), secret)
+    loop_secret_address = servers.engine("127.0.0.1:0", secret_file)
+    loop_open_address = servers.engine("127.0.0.1:0")
     return {
         "unary": Case("bare grpcio unary, tcp", bare_unary(stack, baseline_tcp)),
         "ping_pong": Case("bare grpcio bidi ping-pong, tcp", bare_ping_pong(stack, baseline_tcp)),
         "unary_unix": Case("bare grpcio unary, unix", bare_unary(stack, baseline_unix)),
         "set_step_get": Case("engine: set + step + get (3 calls), tcp", set_step_get(engine_tcp)),
         "step": Case("engine: Step (1 call), tcp", single_step(engine_tcp)),
-        "loop": Case("Simulation loop step, tcp", simulation(stack, directory, None)),
+        "loop": Case("Simulation loop step, tcp", simulation(stack, directory, "tcp")),
         "step_unix": Case("engine: Step (1 call), unix", single_step(engine_unix)),
         "loop_unix": Case(
             "Simulation loop step, unix",
-            simulation(stack, directory, simulation_unix_address),
+            simulation(stack, directory, "unix", simulation_unix_address),
+        ),
+        "step_secret": Case("engine: Step (1 call), tcp, secret", single_step(engine_secret)),
+        "loop_secret": Case(
+            "Simulation loop step, tcp, connected, secret",
+            simulation(stack, directory, "secret", loop_secret_address, secret_file),
+        ),
+        "loop_open": Case(
+            "Simulation loop step, tcp, connected, no secret",
+            simulation(stack, directory, "open", loop_open_address),
         ),
     }
 
@@ -384,6 +415,13 @@ def report(cases: Mapping[str, Case], steps: int, repeats: int, load: tuple[floa
     print(f"Step unix / Step tcp:                 {ratio('step_unix', 'step'):.2f}x")
     print(f"loop step unix / loop step tcp:       {ratio('loop_unix', 'loop'):.2f}x")
     print(f"bare unary unix / bare unary tcp:     {ratio('unary_unix', 'unary'):.2f}x")
+    print(f"Step secret / Step no secret (tcp):   {ratio('step_secret', 'step'):.2f}x")
+    found = ratio("loop_secret", "loop_open")
+    verdict = "met" if found <= SECRET_TARGET_RATIO else "NOT met"
+    print(
+        f"target loop step with secret <= {SECRET_TARGET_RATIO}x without (tcp): "
+        f"{found:.2f}x -> {verdict}"
+    )
     for key in ("loop", "loop_unix"):
         found = ratio(key, "unary")
         verdict = "met" if found <= TARGET_RATIO else "NOT met"

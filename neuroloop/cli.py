@@ -131,6 +131,25 @@ def _parser() -> argparse.ArgumentParser:
         help="bind a free port on the same host if the address's port is taken",
     )
     engine.add_argument("--parent-pid", type=int, help="exit when this process is gone")
+    engine.add_argument(
+        "--secret-file",
+        metavar="PATH",
+        help="refuse every call (but health checks) without the secret this file holds; "
+        "default: the NEUROLOOP_ENGINE_SECRET environment variable, else no secret",
+    )
+    engine.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a non-loopback --address without a secret (any client that reaches it "
+        "can drive the engine)",
+    )
+    engine.add_argument(
+        "--max-timestep",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="refuse a step asking for more simulated time than this; default 60",
+    )
     engine.set_defaults(handler=_engine)
 
     listing = commands.add_parser(
@@ -173,8 +192,25 @@ def seed(text: str) -> int:
 def _engine(args: argparse.Namespace) -> int:
     from neuroloop.engine import load_engine_class
     from neuroloop.launcher import SINGLE_THREAD_ENV
-    from neuroloop.server import serve
+    from neuroloop.secret import is_local_address, read_secret_file, take_env_secret
+    from neuroloop.server import DEFAULT_MAX_TIMESTEP_S, serve
 
+    secret = take_env_secret()
+    if args.secret_file is not None:
+        try:
+            secret = read_secret_file(args.secret_file)
+        except ValueError as error:
+            raise UsageError(
+                f"--secret-file: expected a file holding the engine secret. Received: {error}"
+            ) from None
+    if secret is None and not args.insecure and not is_local_address(args.address):
+        raise UsageError(
+            f"refusing to serve {args.address} without a secret: any client that reaches it "
+            "could drive the engine; give --secret-file PATH, or --insecure"
+        )
+    max_timestep_s = DEFAULT_MAX_TIMESTEP_S if args.max_timestep is None else args.max_timestep
+    if not max_timestep_s > 0:
+        raise UsageError(f"expected --max-timestep > 0 s. Received: {args.max_timestep}")
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
     try:
@@ -186,6 +222,8 @@ def _engine(args: argparse.Namespace) -> int:
         args.address,
         fallback_port=args.fallback_port,
         parent_pid=args.parent_pid,
+        secret=secret,
+        max_timestep_s=max_timestep_s,
     )
     return 0
 

@@ -23,6 +23,7 @@ from neuroloop.errors import EngineError, EngineTimeoutError
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol import engine_pb2_grpc as pb_grpc
+from neuroloop.secret import call_metadata
 from neuroloop.server import CHANNEL_OPTIONS
 
 HEALTH_POLL_S = 0.05
@@ -42,10 +43,12 @@ class _StepStream:
     waiting for a reply has a timeout and the caller's thread never blocks inside gRPC.
     """
 
-    def __init__(self, stub: pb_grpc.EngineStub) -> None:
+    def __init__(
+        self, stub: pb_grpc.EngineStub, metadata: tuple[tuple[str, str], ...] | None
+    ) -> None:
         self._requests: queue.SimpleQueue[pb.StepRequest | None] = queue.SimpleQueue()
         self._replies: queue.SimpleQueue[pb.StepReply | grpc.RpcError] = queue.SimpleQueue()
-        self._call = stub.StepStream(iter(self._requests.get, None))
+        self._call = stub.StepStream(iter(self._requests.get, None), metadata=metadata)
         self.open = True
         threading.Thread(target=self._read, daemon=True, name="step-stream").start()
 
@@ -106,12 +109,17 @@ class EngineClient:
         name: The engine's name (``EngineName``), used in every error.
         address: ``host:port`` or ``unix:/path`` of the engine's server.
         timeout_s: Deadline of every call (``EngineCommandTimeout``).
+        secret: The engine's secret, sent with every call (health checks need none); None
+            for an engine that has none.
     """
 
-    def __init__(self, name: str, address: str, timeout_s: float) -> None:
+    def __init__(
+        self, name: str, address: str, timeout_s: float, secret: str | None = None
+    ) -> None:
         self.name = name
         self.address = address
         self.timeout_s = timeout_s
+        self._metadata = call_metadata(secret)
         self.time_ns = 0
         self._channel = grpc.insecure_channel(address, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.EngineStub(self._channel)
@@ -149,16 +157,14 @@ class EngineClient:
     def initialize(self, config: Mapping[str, Any]) -> list[str]:
         """Send the engine its config section; return the datapack names it offers."""
         request = pb.InitializeRequest(config_json=json.dumps(config, default=_plain))
-        reply = self._wait(
-            "initialize", lambda: self._stub.Initialize(request, timeout=self.timeout_s)
-        )
+        reply = self._call("initialize", self._stub.Initialize, request)
         self.time_ns = reply.time_ns
         return list(reply.datapack_names)
 
     def reset(self, seed: int | None) -> int:
         """Reset the engine; its time starts again from the reply's time."""
         request = pb.ResetRequest(seed=seed) if seed is not None else pb.ResetRequest()
-        reply = self._wait("reset", lambda: self._stub.Reset(request, timeout=self.timeout_s))
+        reply = self._call("reset", self._stub.Reset, request)
         self.time_ns = reply.time_ns
         return self.time_ns
 
@@ -173,7 +179,7 @@ class EngineClient:
         # One long-lived stream: a unary .future() starts a channel spin thread whenever no
         # call is in flight (about 1 ms a step), and a stream needs no thread per call.
         if self._stream is None or not self._stream.open:
-            self._stream = _StepStream(self._stub)
+            self._stream = _StepStream(self._stub, self._metadata)
         self._stream.send(request)
         return StepResult(self, self._stream)
 
@@ -185,12 +191,12 @@ class EngineClient:
     ) -> dict[str, DataPackValue]:
         """One blocking round trip (a unary Step call); see ``step_async``."""
         request = pb.StepRequest(set=self._encode(to_set), timestep_ns=timestep_ns, get=get)
-        reply = self._wait("step", lambda: self._stub.Step(request, timeout=self.timeout_s))
+        reply = self._call("step", self._stub.Step, request)
         return self._received(reply, "step")
 
     def get_datapacks(self, names: Iterable[str]) -> dict[str, DataPackValue]:
         request = pb.GetDataPacksRequest(names=list(names))
-        reply = self._wait("get", lambda: self._stub.GetDataPacks(request, timeout=self.timeout_s))
+        reply = self._call("get", self._stub.GetDataPacks, request)
         return self._received(reply, "get")
 
     def _received(self, reply: pb.StepReply, verb: str) -> dict[str, DataPackValue]:
@@ -200,13 +206,12 @@ class EngineClient:
 
     def set_datapacks(self, values: Mapping[str, DataPackValue]) -> None:
         request = pb.SetDataPacksRequest(datapacks=self._encode(values))
-        reply = self._wait("set", lambda: self._stub.SetDataPacks(request, timeout=self.timeout_s))
+        reply = self._call("set", self._stub.SetDataPacks, request)
         self._advance_time(reply.time_ns, "set")
 
     def shutdown(self, timeout_s: float | None = None) -> None:
         """Ask the engine to shut down and stop serving."""
-        deadline = self.timeout_s if timeout_s is None else timeout_s
-        self._wait("shutdown", lambda: self._stub.Shutdown(pb.ShutdownRequest(), timeout=deadline))
+        self._call("shutdown", self._stub.Shutdown, pb.ShutdownRequest(), timeout_s)
 
     def close(self) -> None:
         """Close the channel; give up after CLOSE_TIMEOUT_S rather than hang the caller."""
@@ -231,9 +236,13 @@ class EngineClient:
             )
         self.time_ns = time_ns
 
-    def _wait(self, verb: str, call: Callable[[], Any]) -> Any:
+    def _call(
+        self, verb: str, method: Callable[..., Any], request: Any, timeout_s: float | None = None
+    ) -> Any:
+        """One unary call with the secret and a deadline (default ``EngineCommandTimeout``)."""
+        deadline = self.timeout_s if timeout_s is None else timeout_s
         try:
-            return call()
+            return method(request, timeout=deadline, metadata=self._metadata)
         except grpc.RpcError as error:
             raise self._translate(verb, error) from None
 

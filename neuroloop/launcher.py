@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO
 
 from neuroloop.errors import EngineCrashError, EngineTimeoutError
+from neuroloop.secret import SECRET_ENV as ENGINE_SECRET_ENV
 
 STDERR_TAIL_LINES = 30
 """How many of an engine's last stderr lines an error message quotes."""
@@ -47,8 +48,13 @@ started MPI with its rank's variables would try to join the rank's job and fail.
 
 
 def child_environment(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """This process's environment without MPI rank variables, one thread each, plus ``env``."""
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(MPI_PREFIXES)}
+    """This process's environment without MPI rank variables or an engine secret, one thread
+    each, plus ``env``."""
+    inherited = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(MPI_PREFIXES) and k != ENGINE_SECRET_ENV
+    }
     return {**inherited, **SINGLE_THREAD_ENV, **(env or {})}
 
 

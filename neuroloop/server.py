@@ -26,6 +26,7 @@ from neuroloop.launcher import READY_PREFIX
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol import engine_pb2_grpc as pb_grpc
+from neuroloop.secret import SECRET_ENV, SecretInterceptor
 
 MAX_MESSAGE_BYTES = 512 * 1024 * 1024
 """Largest message either side accepts: batched camera images exceed gRPC's 4 MB default."""
@@ -44,6 +45,8 @@ STOP_GRACE_S = 2.0
 USER_ERRORS = (ValueError, KeyError, TypeError)
 SERVER_THREADS = 8
 """Each orchestrator's step stream holds one server thread; the rest serve unary calls."""
+DEFAULT_MAX_TIMESTEP_S = 60.0
+"""Most simulated time one Step may ask for: a huge timestep would wedge the engine."""
 
 Reply = TypeVar("Reply")
 
@@ -54,11 +57,15 @@ class EngineServicer(pb_grpc.EngineServicer):
     Args:
         host: The engine host to call.
         on_shutdown: Called after the Shutdown RPC has shut the engine down.
+        max_timestep_ns: Largest ``timestep_ns`` one step may ask for.
     """
 
-    def __init__(self, host: EngineHost, on_shutdown: Callable[[], None]) -> None:
+    def __init__(
+        self, host: EngineHost, on_shutdown: Callable[[], None], max_timestep_ns: int
+    ) -> None:
         self.host = host
         self.on_shutdown = on_shutdown
+        self.max_timestep_ns = max_timestep_ns
 
     def _call(
         self,
@@ -141,6 +148,11 @@ class EngineServicer(pb_grpc.EngineServicer):
     def _step(
         self, to_set: Iterable[pb.DataPack], timestep_ns: int, names: Iterable[str]
     ) -> pb.StepReply:
+        if timestep_ns > self.max_timestep_ns:
+            raise ValueError(
+                f"expected a timestep <= {self.max_timestep_ns} ns (--max-timestep). "
+                f"Received: timestep_ns={timestep_ns}"
+            )
         decoded = [(name, value) for name, _, value in map(codec.decode, to_set)]
         time_ns, values = self.host.step(decoded, timestep_ns, names)
         engine = self.host.name
@@ -171,6 +183,8 @@ def serve(
     *,
     fallback_port: bool = False,
     parent_pid: int | None = None,
+    secret: str | None = None,
+    max_timestep_s: float = DEFAULT_MAX_TIMESTEP_S,
 ) -> None:
     """Serve ``engine`` at ``address`` until Shutdown, SIGTERM, SIGINT or the parent's death.
 
@@ -182,17 +196,31 @@ def serve(
         address: ``host:port`` (port 0 picks a free one) or ``unix:/path``.
         fallback_port: Bind a free port on the same host when ``address``'s port is taken.
         parent_pid: Stop when this process is gone, so no engine outlives its orchestrator.
+        secret: Refuse every call (but health checks) that does not carry it; None accepts
+            any client, and says so loudly.
+        max_timestep_s: Most simulated seconds one step may ask for.
     """
     stop = threading.Event()
     host = EngineHost(engine)
+    interceptors = [] if secret is None else [SecretInterceptor(secret, engine.name)]
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=SERVER_THREADS), options=SERVER_OPTIONS
+        futures.ThreadPoolExecutor(max_workers=SERVER_THREADS),
+        interceptors=interceptors,
+        options=SERVER_OPTIONS,
     )
-    pb_grpc.add_EngineServicer_to_server(EngineServicer(host, stop.set), server)
+    servicer = EngineServicer(host, stop.set, int(max_timestep_s * 1e9))
+    pb_grpc.add_EngineServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     bound = _bind(server, address, fallback_port, engine.name)
     server.start()
+    if secret is None:
+        print(
+            f"[{engine.name}] WARNING: no engine secret (--secret-file or {SECRET_ENV}): this "
+            f"engine at {bound} is UNAUTHENTICATED and obeys any client that reaches it",
+            file=sys.stderr,
+            flush=True,
+        )
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

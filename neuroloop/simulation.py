@@ -29,6 +29,7 @@ from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, l
 from neuroloop.launcher import Launcher, ManagedProcess
 from neuroloop.local import EngineLink, LocalEngine
 from neuroloop.loop import FTILoop, Recorder
+from neuroloop.secret import SECRET_ENV, new_secret, read_secret_file
 from neuroloop.tasks import build_task
 
 SHUTDOWN_TIMEOUT_S = 5.0
@@ -69,6 +70,8 @@ class Simulation:
         self.recorder = recorder
         self.seed = seed
         self.launcher = Launcher(echo_stdout=echo_engine_output)
+        self.secret = new_secret()
+        """This simulation's secret: every engine it starts obeys only calls carrying it."""
         self.clients: dict[str, EngineLink] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.datapack_names: dict[str, list[str]] = {}
@@ -108,10 +111,11 @@ class Simulation:
         local = {e.name: self._local_link(e) for e in self.config.engines if self._is_local(e)}
         for engine in self.config.engines:
             if engine.launch_type == "BasicFork" and engine.name not in local:
+                environment = {**dict(engine.env_params), SECRET_ENV: self.secret}
                 self.processes[engine.name] = self.launcher.start(
                     engine.name,
                     self._engine_command(engine),
-                    dict(engine.env_params),
+                    environment,
                     guarded=bool(engine.proc_cmd),
                 )
         with self._diagnosing():
@@ -349,9 +353,27 @@ class Simulation:
         address = engine.server_address
         if process is not None and not engine.proc_cmd:
             address = self.launcher.wait_announced(process, engine.launch_timeout_s)
-        client = EngineClient(engine.name, address, engine.command_timeout_s)
+        client = EngineClient(
+            engine.name, address, engine.command_timeout_s, self._engine_secret(engine)
+        )
         client.wait_ready(engine.launch_timeout_s, process.check_alive if process else None)
         return client
+
+    def _engine_secret(self, engine: EngineConfig) -> str | None:
+        """The secret of an engine: ours if we started it, else its ``EngineSecretFile``'s."""
+        if engine.name in self.processes:
+            return self.secret
+        if engine.secret_file is None:
+            return None
+        try:
+            return read_secret_file(engine.secret_file)
+        except ValueError as error:
+            raise ConfigError(
+                str(self.config.path),
+                f"EngineConfigs.EngineName:{engine.name}.EngineSecretFile",
+                "a readable file holding the engine's secret",
+                str(error),
+            ) from None
 
     @contextmanager
     def _diagnosing(self) -> Iterator[None]:

@@ -21,6 +21,7 @@ import pytest
 import yaml
 
 from neuroloop.client import EngineClient
+from neuroloop.secret import new_secret
 from neuroloop.simulation import Simulation
 from tests.processes import FIXTURES, engine_processes
 
@@ -32,6 +33,8 @@ ADDRESS_VARIABLES = {
     "brain": "NEUROLOOP_BRAIN_ADDRESS",
 }
 """The compose variables that set where each engine service binds."""
+SECRET_PATH_VARIABLE = "NEUROLOOP_SECRET_PATH"
+"""The compose variable that sets where the engine services read their secret."""
 HEALTHY_WITHIN_S = 120.0
 HEALTH_POLL_S = 0.5
 REACH_TIMEOUT_S = 0.4
@@ -105,7 +108,12 @@ def test_compose_topology_as_local_processes_runs_the_reach_simulation(tmp_path:
         name: {"condition": "service_healthy"} for name in ENGINE_SERVICES
     }
     addresses = {name: f"127.0.0.1:{free_port()}" for name in ENGINE_SERVICES}
-    variables = {ADDRESS_VARIABLES[name]: addresses[name] for name in ENGINE_SERVICES}
+    secret_file = tmp_path / "neuroloop_engine_secret"
+    secret_file.write_text(new_secret() + "\n")
+    variables = {
+        **{ADDRESS_VARIABLES[name]: addresses[name] for name in ENGINE_SERVICES},
+        SECRET_PATH_VARIABLE: str(secret_file),
+    }
     engines: dict[str, subprocess.Popen[bytes]] = {}
     try:
         for name in ENGINE_SERVICES:
@@ -136,6 +144,8 @@ def test_compose_topology_as_local_processes_runs_the_reach_simulation(tmp_path:
                     for item in (
                         "-o",
                         f"EngineConfigs.EngineName:{name}.ServerAddress={addresses[name]}",
+                        "-o",
+                        f"EngineConfigs.EngineName:{name}.EngineSecretFile={secret_file}",
                     )
                 ],
                 *("-o", f"SimulationTimeout={REACH_TIMEOUT_S}", "--quiet"),

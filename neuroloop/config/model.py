@@ -90,6 +90,9 @@ class EngineConfig:
     """``EngineLaunchTimeout``: wall-clock seconds to wait for health checks after launch."""
     server_address: str
     """``ServerAddress``: ``host:port`` or ``unix:/path``; empty means pick a loopback port."""
+    secret_file: Path | None
+    """``EngineSecretFile``: absolute path of the file holding the secret of an engine the
+    simulation connects to (``EmptyLaunchCommand``); read when connecting."""
     extra: Mapping[str, Any]
     """``EngineExtraConfigs``, as written (paths in it are not resolved)."""
     section: Mapping[str, Any]
@@ -354,6 +357,11 @@ def _engine(section: Mapping[str, Any], index: int, directory: Path, label: str)
         command_timeout_s=float(section["EngineCommandTimeout"]),
         launch_timeout_s=float(section["EngineLaunchTimeout"]),
         server_address=section["ServerAddress"],
+        secret_file=(
+            (directory / Path(section["EngineSecretFile"]).expanduser()).resolve()
+            if section["EngineSecretFile"] is not None
+            else None
+        ),
         extra=MappingProxyType(copy.deepcopy(section["EngineExtraConfigs"])),
         section=MappingProxyType(
             {**copy.deepcopy(dict(section)), "ConfigDirectory": str(directory)}

@@ -1,0 +1,290 @@
+"""Engines obey only their orchestrator: the per-simulation secret, over real gRPC to real
+engine processes; binding beyond loopback needs a secret; a step's timestep is bounded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from neuroloop.client import EngineClient
+from neuroloop.errors import ConfigError, EngineError
+from neuroloop.protocol import engine_pb2 as pb
+from neuroloop.protocol import engine_pb2_grpc as pb_grpc
+from neuroloop.secret import METADATA_KEY, SECRET_ENV, new_secret
+from neuroloop.server import SERVER_THREADS
+from neuroloop.simulation import Simulation
+from tests.processes import FIXTURES, engine_processes, run_neuroloop
+
+TIMEOUT_S = 10.0
+MS = 1_000_000
+CLOCK_ENGINE = f"{FIXTURES / 'clock_engine.py'}:ClockEngine"
+HUGE_TIMESTEP_NS = 10**18
+"""About 31.7 years of simulated time in one step."""
+
+
+def exchange(*overrides: str) -> Simulation:
+    """tests/fixtures/exchange.json: two clock engines, 0.06 s of simulated time."""
+    return Simulation.from_config(FIXTURES / "exchange.json", overrides, echo_engine_output=False)
+
+
+def foreign_calls(stub: pb_grpc.EngineStub) -> dict[str, Callable[..., object]]:
+    """Every Engine RPC, as a call that takes the metadata to send."""
+
+    def stream(metadata: tuple[tuple[str, str], ...] | None) -> object:
+        request = pb.StepRequest(timestep_ns=10 * MS)
+        return list(stub.StepStream(iter([request]), timeout=TIMEOUT_S, metadata=metadata))
+
+    requests: dict[str, tuple[Callable[..., object], object]] = {
+        "Initialize": (stub.Initialize, pb.InitializeRequest(config_json="{}")),
+        "Reset": (stub.Reset, pb.ResetRequest(seed=1)),
+        "Step": (stub.Step, pb.StepRequest(timestep_ns=10 * MS)),
+        "GetDataPacks": (stub.GetDataPacks, pb.GetDataPacksRequest(names=["steps"])),
+        "SetDataPacks": (stub.SetDataPacks, pb.SetDataPacksRequest()),
+        "Shutdown": (stub.Shutdown, pb.ShutdownRequest()),
+    }
+    calls: dict[str, Callable[..., object]] = {
+        name: (
+            lambda metadata, method=method, request=request: method(
+                request, timeout=TIMEOUT_S, metadata=metadata
+            )
+        )
+        for name, (method, request) in requests.items()
+    }
+    calls["StepStream"] = stream
+    return calls
+
+
+def test_a_client_without_the_secret_is_refused_while_the_simulation_runs_on() -> None:
+    with exchange() as sim:
+        sim.step(2)
+        for name, process in sim.processes.items():
+            # The secret travels in the environment, never on the command line.
+            cmdline = Path(f"/proc/{process.pid}/cmdline").read_bytes()
+            assert sim.secret.encode() not in cmdline
+            assert SECRET_ENV not in os.environ
+            client = sim.clients[name]
+            assert isinstance(client, EngineClient)
+            with grpc.insecure_channel(client.address) as channel:
+                health = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S
+                )
+                assert health.status == health_pb2.HealthCheckResponse.SERVING
+                calls = foreign_calls(pb_grpc.EngineStub(channel))
+                for verb, call in calls.items():
+                    for metadata, what in (
+                        (None, "no engine secret"),
+                        (((METADATA_KEY, new_secret()),), "a wrong engine secret"),
+                    ):
+                        with pytest.raises(grpc.RpcError) as refused:
+                            call(metadata)
+                        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED, verb
+                        assert refused.value.details().startswith(
+                            f"[{name}] {verb}: refused: the call carries {what}"
+                        )
+        sim.run_until_timeout()
+        steps = (int(sim.datapack("steps", "fast")), int(sim.datapack("steps", "slow")))
+        # The owner may initialize its engine again: only strangers are refused.
+        fast = sim.clients["fast"]
+        assert fast.initialize(sim.config.engines[0].section) == sim.datapack_names["fast"]
+    # exchange.json: 0.06 s of 0.01 s steps for "fast", 0.02 s steps for "slow", as if no
+    # stranger had called.
+    assert steps == (6, 3)
+    assert engine_processes(os.getpid()) == []
+
+
+def test_a_step_asking_for_too_much_simulated_time_is_refused_naming_both_numbers() -> None:
+    with exchange() as sim:
+        sim.step(1)
+        client = sim.clients["fast"]
+        assert isinstance(client, EngineClient)
+        with pytest.raises(EngineError) as caught:
+            client.step({}, HUGE_TIMESTEP_NS, [])
+        assert str(caught.value) == (
+            "[fast] step: ValueError: expected a timestep <= 60000000000 ns (--max-timestep). "
+            f"Received: timestep_ns={HUGE_TIMESTEP_NS}"
+        )
+        with grpc.insecure_channel(client.address) as channel, pytest.raises(grpc.RpcError) as rpc:
+            pb_grpc.EngineStub(channel).Step(
+                pb.StepRequest(timestep_ns=HUGE_TIMESTEP_NS),
+                timeout=TIMEOUT_S,
+                metadata=((METADATA_KEY, sim.secret),),
+            )
+        assert rpc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # The engine is unharmed: the loop goes on to the end.
+        sim.run_until_timeout()
+        assert sim.datapack("steps", "fast") == 6
+
+
+def engine_command(*arguments: str) -> list[str]:
+    return [sys.executable, "-m", "neuroloop", "engine", "--engine", CLOCK_ENGINE, *arguments]
+
+
+def test_binding_beyond_loopback_without_a_secret_needs_insecure() -> None:
+    refused = run_neuroloop(
+        "engine", "--engine", CLOCK_ENGINE, "--name", "open", "--address", "0.0.0.0:0", timeout=60
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.splitlines() == [
+        "neuroloop engine: error: refusing to serve 0.0.0.0:0 without a secret: any client "
+        "that reaches it could drive the engine; give --secret-file PATH, or --insecure"
+    ]
+    insecure = subprocess.Popen(
+        engine_command("--name", "open", "--address", "0.0.0.0:0", "--insecure"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert insecure.stdout is not None and insecure.stderr is not None
+        assert insecure.stdout.readline().startswith("NEUROLOOP-ENGINE-READY name=open")
+        warning = insecure.stderr.readline()
+        assert warning.startswith("[open] WARNING: no engine secret")
+        assert "UNAUTHENTICATED and obeys any client" in warning
+    finally:
+        insecure.terminate()
+        insecure.wait(30)
+
+
+def test_an_engine_started_with_a_secret_file_obeys_only_configs_naming_it(
+    tmp_path: Path,
+) -> None:
+    address = f"unix:{tmp_path}/fast.sock"
+    secret_file = tmp_path / "fast.secret"
+    secret_file.write_text(new_secret() + "\n")
+    other_file = tmp_path / "other.secret"
+    other_file.write_text(new_secret())
+    server = subprocess.Popen(
+        engine_command("--name", "fast", "--address", address, "--secret-file", str(secret_file)),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    connect = (
+        "EngineConfigs.EngineName:fast.EngineLaunchCommand={LaunchType: EmptyLaunchCommand}",
+        f"EngineConfigs.EngineName:fast.ServerAddress={address}",
+    )
+    try:
+        assert server.stdout is not None
+        assert server.stdout.readline().startswith("NEUROLOOP-ENGINE-READY name=fast")
+        for secret_override, refusal in (
+            ((), "no engine secret"),
+            ((f"EngineConfigs.EngineName:fast.EngineSecretFile={other_file}",), "a wrong"),
+        ):
+            with pytest.raises(EngineError, match=rf"^\[fast\] Initialize: refused: .*{refusal}"):
+                with exchange(*connect, *secret_override):
+                    pass
+        missing = tmp_path / "missing.secret"
+        with pytest.raises(ConfigError, match=r"EngineSecretFile: expected a readable file"):
+            with exchange(*connect, f"EngineConfigs.EngineName:fast.EngineSecretFile={missing}"):
+                pass
+        assert server.poll() is None, "a refused orchestrator's Shutdown stopped the engine"
+        named = f"EngineConfigs.EngineName:fast.EngineSecretFile={secret_file}"
+        with exchange(*connect, named) as sim:
+            sim.step(4)
+            assert sim.datapack("steps", "fast") == 4
+        # The orchestrator holding the secret shut the engine down.
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
+
+
+def test_strangers_opening_many_streams_cannot_starve_the_orchestrator() -> None:
+    """A refused call holds no server thread: the orchestrator's steps and health go on."""
+    with exchange() as sim:
+        sim.step(1)
+        client = sim.clients["fast"]
+        assert isinstance(client, EngineClient)
+        with grpc.insecure_channel(client.address) as channel:
+            stub = pb_grpc.EngineStub(channel)
+            never_ending = threading.Event()
+
+            def requests() -> Iterator[pb.StepRequest]:
+                yield pb.StepRequest(timestep_ns=10 * MS)
+                never_ending.wait()
+
+            streams: list[Any] = [
+                stub.StepStream(requests(), timeout=TIMEOUT_S) for _ in range(3 * SERVER_THREADS)
+            ]
+            try:
+                # Health's Watch holds a thread per open watch: it needs the secret too.
+                watch = health_pb2_grpc.HealthStub(channel).Watch
+                streams += [
+                    watch(health_pb2.HealthCheckRequest(service=""), timeout=TIMEOUT_S)
+                    for _ in range(3 * SERVER_THREADS)
+                ]
+                for stream in streams:
+                    with pytest.raises(grpc.RpcError) as refused:
+                        next(stream)
+                    assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                health = health_pb2_grpc.HealthStub(channel).Check(
+                    health_pb2.HealthCheckRequest(service=""), timeout=1.0
+                )
+                assert health.status == health_pb2.HealthCheckResponse.SERVING
+                sim.run_until_timeout()
+                assert sim.datapack("steps", "fast") == 6
+            finally:
+                never_ending.set()
+                for stream in streams:
+                    stream.cancel()
+
+
+def test_neuroloop_engine_secret_from_environment_or_file_and_its_max_timestep(
+    tmp_path: Path,
+) -> None:
+    missing = tmp_path / "missing.secret"
+    unreadable = run_neuroloop(
+        "engine",
+        "--engine",
+        CLOCK_ENGINE,
+        "--name",
+        "fast",
+        "--secret-file",
+        str(missing),
+        timeout=60,
+    )
+    assert unreadable.returncode == 2
+    assert unreadable.stderr.splitlines() == [
+        "neuroloop engine: error: --secret-file: expected a file holding the engine secret. "
+        f"Received: {str(missing)!r} cannot be read (No such file or directory)"
+    ]
+    secret = new_secret()
+    server = subprocess.Popen(
+        engine_command("--name", "fast", "--address", "0.0.0.0:0", "--max-timestep", "0.5"),
+        env={**os.environ, SECRET_ENV: secret},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout is not None
+        ready = server.stdout.readline()
+        assert ready.startswith("NEUROLOOP-ENGINE-READY name=fast")
+        port = ready.strip().rpartition(":")[2]
+        owner = EngineClient("fast", f"127.0.0.1:{port}", TIMEOUT_S, secret)
+        stranger = EngineClient("fast", f"127.0.0.1:{port}", TIMEOUT_S)
+        try:
+            assert "steps" in owner.initialize({})
+            with pytest.raises(EngineError) as too_long:
+                owner.step({}, 500_000_001, [])
+            assert str(too_long.value) == (
+                "[fast] step: ValueError: expected a timestep <= 500000000 ns (--max-timestep). "
+                "Received: timestep_ns=500000001"
+            )
+            with pytest.raises(EngineError, match=r"^\[fast\] Reset: refused: .*no engine secret"):
+                stranger.reset(0)
+            owner.shutdown()
+        finally:
+            owner.close()
+            stranger.close()
+        assert server.wait(10) == 0
+    finally:
+        server.kill()
+        server.wait()
