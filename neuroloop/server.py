@@ -42,6 +42,11 @@ SERVER_OPTIONS = (
 )
 PARENT_POLL_S = 0.5
 STOP_GRACE_S = 2.0
+HARD_EXIT_S = 5.0
+"""Seconds after a stop (Shutdown, SIGTERM, the orchestrator gone) after which the engine
+process exits even if a step or the engine's own shutdown is still running."""
+EXIT_STUCK = 3
+"""Exit status of an engine process that had to leave a stuck step behind."""
 USER_ERRORS = (ValueError, KeyError, TypeError)
 SERVER_THREADS = 8
 """Each orchestrator's step stream holds one server thread; the rest serve unary calls."""
@@ -229,6 +234,10 @@ def serve(
     print(f"{READY_PREFIX} name={engine.name} address={bound}", flush=True)
     while not stop.wait(PARENT_POLL_S):
         pass
+    # An engine stuck in a step holds the engine lock that shutdown waits for: leave anyway.
+    deadline = threading.Timer(HARD_EXIT_S, os._exit, args=(EXIT_STUCK,))
+    deadline.daemon = True
+    deadline.start()
     health_servicer.enter_graceful_shutdown()
     server.stop(STOP_GRACE_S).wait()
     host.shutdown()

@@ -279,3 +279,34 @@ def test_sigterm_stops_a_run_that_waits(tmp_path: Path, where: str) -> None:
         assert _wait_for(lambda: not any(alive(pid) for pid, _ in engines), 10)
     finally:
         run.kill()
+
+
+def test_a_neuroloop_engine_stuck_in_a_step_dies_with_a_killed_orchestrator(
+    tmp_path: Path,
+) -> None:
+    config = {
+        "SimulationName": "stuck",
+        "SimulationTimeout": 1000,
+        "SimulationTimestep": 0.01,
+        "EngineConfigs": [
+            {"EngineName": "clock", "EngineType": "python",
+             "EngineClass": f"{FIXTURES / 'clock_engine.py'}:ClockEngine",
+             "EngineTimestep": 0.01, "EngineCommandTimeout": 600,
+             "EngineExtraConfigs": {"HangAtStep": 3}}
+        ],
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert _wait_for(lambda: bool(engine_processes(run.pid)), 60)
+        engines = [pid for pid, _ in engine_processes(run.pid)]
+        time.sleep(1.0)  # the engine is now stuck in its third step
+        run.kill()
+        run.wait(10)
+        assert _wait_for(lambda: not any(alive(pid) for pid in engines), 10)
+    finally:
+        run.kill()
