@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from neuroloop.engine import Engine, EngineHost
+from neuroloop.errors import UsageError
 from neuroloop.launcher import READY_PREFIX
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
@@ -246,7 +247,7 @@ def serve(
 def _bind(server: grpc.Server, address: str, fallback_port: bool, name: str) -> str:
     if address.startswith("unix:"):
         if server.add_insecure_port(address) == 0:
-            raise RuntimeError(f"[{name}] cannot bind the Unix socket {address}")
+            raise UsageError(f"[{name}] cannot bind the Unix socket {address}")
         return address
     host, _, port = address.rpartition(":")
     try:
@@ -257,7 +258,7 @@ def _bind(server: grpc.Server, address: str, fallback_port: bool, name: str) -> 
         print(f"[{name}] port {port} is taken; binding a free port on {host}", file=sys.stderr)
         bound = server.add_insecure_port(f"{host}:0")
     if bound == 0:
-        raise RuntimeError(
+        raise UsageError(
             f"[{name}] cannot bind {address}: the port is taken or the host is unknown"
         )
     return f"{host}:{bound}"

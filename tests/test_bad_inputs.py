@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,17 @@ def test_more_worlds_than_memory_holds_are_refused_before_allocation() -> None:
     assert result.returncode == 2, result.stderr
     assert "EngineExtraConfigs.Worlds: expected at most" in result.stderr
     assert "Received: Worlds=100000000" in result.stderr
+
+
+def test_an_engine_address_whose_port_is_taken_is_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        address = f"127.0.0.1:{taken.getsockname()[1]}"
+        result = run_neuroloop(
+            "engine", "--engine", "neuroloop.plugins.engines.gymnasium_engine:GymnasiumEngine",
+            "--name", "env", "--address", address, timeout=60,
+        )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"[env] cannot bind {address}: the port is taken" in result.stderr
+    assert "Traceback" not in result.stderr
