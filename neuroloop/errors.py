@@ -42,6 +42,11 @@ class EngineCrashError(EngineError):
     """An engine process exited while the simulation needed it."""
 
 
+class CollectiveError(NeuroloopError):
+    """An error every MPI rank raises at the same point from figures they share, so no rank
+    waits for another: ``Communicator.abort_on_error`` lets it end each rank normally."""
+
+
 class UsageError(NeuroloopError):
     """A command-line argument or user file is unusable (e.g. an engine class that is not one)."""
 
