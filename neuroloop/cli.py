@@ -168,6 +168,11 @@ def _run(args: argparse.Namespace) -> int:
             recorder = DataPackRecorder(args.record)
         except ValueError as error:
             raise UsageError(str(error)) from None
+        except OSError as error:
+            raise UsageError(
+                f"--record: expected a file that can be written. Received: {args.record} "
+                f"({error.strerror})"
+            ) from None
     progress = _Progress(quiet=args.quiet)
     started = time.perf_counter()
     try:
