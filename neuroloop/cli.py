@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from neuroloop.errors import NeuroloopError, UsageError
+from neuroloop.errors import CollectiveError, NeuroloopError, UsageError
 from neuroloop.shipped import CONFIG, KINDS, resolve, shipped, shipped_root
 
 if TYPE_CHECKING:
@@ -36,7 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
         return status
     except NeuroloopError as error:
-        print(f"neuroloop {args.command}: error: {error}", file=sys.stderr)
+        if not isinstance(error, CollectiveError) or error.report:
+            print(f"neuroloop {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"neuroloop {args.command}: interrupted; all engines stopped", file=sys.stderr)

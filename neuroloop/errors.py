@@ -44,7 +44,16 @@ class EngineCrashError(EngineError):
 
 class CollectiveError(NeuroloopError):
     """An error every MPI rank raises at the same point from figures they share, so no rank
-    waits for another: ``Communicator.abort_on_error`` lets it end each rank normally."""
+    waits for another: ``Communicator.abort_on_error`` lets it end each rank normally.
+
+    Args:
+        message: The error.
+        report: Print it (true on one rank only, so a job says it once).
+    """
+
+    def __init__(self, message: str, *, report: bool = True) -> None:
+        self.report = report
+        super().__init__(message)
 
 
 class UsageError(NeuroloopError):

@@ -332,3 +332,31 @@ def test_a_diverging_run_stops_before_writing_non_finite_weights(tmp_path: Path)
     assert "cycle 1: policy_loss is nan after optimizing" in line
     assert not (run_dir / "checkpoints").exists()
     assert not (run_dir / "progress.jsonl").exists()
+
+
+def test_an_mpi_run_resumes_only_with_its_process_count_or_an_explicit_one(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "mpi"
+    first = neuroloop(
+        "train", PENDULUM, "--workers", "2", "--cycles", "1", "--run-dir", run_dir, *TINY
+    )
+    assert first.returncode == 0, first.stderr
+    refused = neuroloop("train", "--resume", run_dir, "--cycles", "2", "--quiet")
+    assert refused.returncode == 2
+    [line] = [line for line in error_lines(refused.stderr) if "error" in line]
+    assert "trained with 2 process(es), this start has 1; continue it with --workers 2" in line
+    resumed = neuroloop("train", "--resume", run_dir, "--workers", "2", "--cycles", "2", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["processes"] for r in progress(run_dir)] == [2, 2]
+
+
+def test_a_diverging_mpi_run_stops_every_rank_with_the_error(tmp_path: Path) -> None:
+    run_dir = tmp_path / "diverging"
+    rate = ("-o", "PPO.LearningRate=1e30", "--workers", "2")
+    result = neuroloop("train", PENDULUM, "--cycles", "2", "--run-dir", run_dir, *rate, *TINY)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "MPI_Abort" not in result.stderr
+    [line] = [line for line in error_lines(result.stderr) if "error" in line]  # rank 0's
+    assert "cycle 1: policy_loss is nan after optimizing" in line
+    assert not (run_dir / "checkpoints").exists()

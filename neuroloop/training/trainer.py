@@ -170,27 +170,30 @@ class NonFiniteLossError(CollectiveError):
         cycle: The cycle (counting from 1).
         term: The first non-finite metric.
         value: Its value.
+        report: Print the error (on rank 0 only).
     """
 
-    def __init__(self, cycle: int, term: str, value: float) -> None:
+    def __init__(self, cycle: int, term: str, value: float, report: bool) -> None:
         super().__init__(
             f"cycle {cycle}: {term} is {value} after optimizing; stopped without writing "
             "its checkpoint or progress line (lower PPO.LearningRate or PPO.MaxGradNorm, "
-            "or check the rewards)"
+            "or check the rewards)",
+            report=report,
         )
 
 
-def check_finite(metrics: Mapping[str, float], cycle: int) -> None:
+def check_finite(metrics: Mapping[str, float], cycle: int, report: bool = True) -> None:
     """Raise :class:`NonFiniteLossError` naming the first non-finite entry of ``metrics``.
 
     Args:
         metrics: A cycle's averaged optimization figures (losses, ``grad_norm``, ...).
         cycle: The cycle they belong to.
+        report: Whether the error is printed (rank 0's).
     """
     ordered = [term for term in LOSS_TERMS if term in metrics]
     for term in ordered + sorted(set(metrics) - set(ordered)):
         if not math.isfinite(metrics[term]):
-            raise NonFiniteLossError(cycle, term, metrics[term])
+            raise NonFiniteLossError(cycle, term, metrics[term], report)
 
 
 def build_recipe_brain(recipe: Recipe, extra: Mapping[str, Any]) -> Brain:
@@ -321,7 +324,7 @@ class Trainer:
         started = time.perf_counter()
         metrics = self._optimize(chunks)
         optimize_s = time.perf_counter() - started
-        check_finite(metrics, self.cycle + 1)
+        check_finite(metrics, self.cycle + 1, comm.is_root)
 
         self._update_observation_statistics(rollout)
         episodes = cycle_episodes(comm, rollout, recipe.metric)
