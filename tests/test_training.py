@@ -12,7 +12,8 @@ import pytest
 from neuroloop.brain.weights import flatten
 from neuroloop.errors import ConfigError
 from neuroloop.plugins.engines.keras_brain import KerasBrainEngine
-from neuroloop.training.checkpoint import load_checkpoint
+from neuroloop.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from neuroloop.training.monitor import reconcile_progress
 from neuroloop.training.recipe import load_recipe
 from tests.processes import run_neuroloop as neuroloop
 
@@ -360,3 +361,23 @@ def test_a_diverging_mpi_run_stops_every_rank_with_the_error(tmp_path: Path) -> 
     [line] = [line for line in error_lines(result.stderr) if "error" in line]  # rank 0's
     assert "cycle 1: policy_loss is nan after optimizing" in line
     assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_checkpoint_keeps_its_progress_record_and_process_count(tmp_path: Path) -> None:
+    record = {"cycle": 3, "mean_return": float("nan"), "policy_loss": 0.25}
+    state = TrainingState(3, 192, -1.0, [np.ones((2, 2))], [np.zeros(1)], processes=4)
+    state.progress = record
+    save_checkpoint(tmp_path / "latest.npz", state)
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.npz"]  # no temporary file left
+    loaded = load_checkpoint(tmp_path / "latest.npz")
+    assert (loaded.cycle, loaded.processes) == (3, 4)
+    assert loaded.progress is not None and loaded.progress["policy_loss"] == 0.25
+
+
+def test_reconciled_progress_holds_each_cycle_once(tmp_path: Path) -> None:
+    lines = ['{"cycle": 1}', '{"cycle": 2}', '{"cycle": 3}', '{"cycle": 4, "lo']  # cut by a kill
+    (tmp_path / "progress.jsonl").write_text("\n".join(lines))
+    reconcile_progress(tmp_path, 2, {"cycle": 2, "x": 1.0})
+    assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}]
+    reconcile_progress(tmp_path, 3, {"cycle": 3, "loss": float("nan")})
+    assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}, {"cycle": 3, "loss": None}]

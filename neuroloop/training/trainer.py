@@ -293,7 +293,7 @@ class Trainer:
                 record = self.run_cycle(gatherer)
                 records.append(record)
                 if monitor is not None:
-                    self._checkpoint(record)  # first: a kill between the two repeats no line
+                    self._checkpoint(record)  # first: resuming rebuilds a line lost between
                     monitor.log(record)
                 if between_cycles is not None:
                     between_cycles()
