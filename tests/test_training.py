@@ -264,9 +264,12 @@ def test_falling_back_to_an_older_checkpoint_repeats_the_later_cycles(
     run_dir = copy_run(periodic, tmp_path)
     for name in ("latest.npz", "cycle_00002.npz"):  # no best.npz: no episode ended yet
         damage(run_dir / "checkpoints" / name, "truncated")
+    partial = run_dir / "checkpoints" / "tmpk1ll3d.tmp.npz"  # a kill in mid-write
+    partial.write_bytes(b"PK\x03\x04")
     result = neuroloop("train", "--resume", run_dir, "--cycles", "2", "--quiet")
     assert result.returncode == 0, result.stderr
     assert "resuming from checkpoints/cycle_00001.npz" in result.stderr
+    assert not partial.exists()
     # Cycle 2's line is dropped with its checkpoint, and the cycle repeated exactly.
     repeated, original = progress(run_dir), progress(periodic)
     assert [r["cycle"] for r in repeated] == [1, 2]

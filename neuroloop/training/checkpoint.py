@@ -34,6 +34,8 @@ LATEST = "latest.npz"
 BEST = "best.npz"
 PERIODIC = "cycle_{cycle:05d}.npz"
 PERIODIC_GLOB = "cycle_*.npz"
+TEMPORARY_SUFFIX = ".tmp.npz"
+"""Ends the name of a checkpoint being written (a kill in mid-write leaves one behind)."""
 _META = "meta_json"
 DAMAGE = (EOFError, zipfile.BadZipFile, ValueError, KeyError)
 """What ``np.load`` and reading the archive raise for a damaged file: ``EOFError`` (empty),
@@ -97,7 +99,7 @@ def save_checkpoint(path: Path, state: TrainingState) -> None:
     arrays.update({f"optimizer_{i:04d}": v for i, v in enumerate(state.optimizer)})
     for name, statistics in state.statistics.items():
         arrays.update({f"statistics/{name}/{k}": np.asarray(v) for k, v in statistics.items()})
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, suffix=TEMPORARY_SUFFIX)
     try:
         with os.fdopen(descriptor, "wb") as stream:
             np.savez(stream, **arrays)  # type: ignore[arg-type]
@@ -162,6 +164,12 @@ def checkpoint_files(folder: Path) -> list[Path]:
     """The checkpoints in ``folder``: latest, the periodic ones (newest first), best."""
     periodic = sorted(folder.glob(PERIODIC_GLOB), reverse=True)
     return [p for p in (folder / LATEST, *periodic, folder / BEST) if p.is_file()]
+
+
+def remove_partial_writes(folder: Path) -> None:
+    """Delete the temporary files of checkpoints whose writing a kill interrupted."""
+    for path in folder.glob(f"*{TEMPORARY_SUFFIX}"):
+        path.unlink()
 
 
 def newest_readable(folder: Path) -> Resumption:

@@ -101,7 +101,7 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
         raise UsageError(f"--workers: expected at least 1. Received: {workers}")
     if workers > 1 and not under_mpiexec():
         return _relaunch_under_mpiexec(workers)
-    from neuroloop.training.checkpoint import CHECKPOINTS, checkpoint_files
+    from neuroloop.training.checkpoint import CHECKPOINTS, checkpoint_files, remove_partial_writes
     from neuroloop.training.monitor import reconcile_progress
     from neuroloop.training.mpi import get_communicator
     from neuroloop.training.recipe import load_recipe
@@ -134,6 +134,7 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
         start = _resume_from(run_dir, recipe.document, args.workers, comm.size, comm.is_root)
         if comm.is_root:
             reconcile_progress(run_dir, start.cycle, start.progress)
+            remove_partial_writes(run_dir / CHECKPOINTS)
     trainer = Trainer(recipe, run_dir, start=start, quiet=args.quiet)
     if comm.is_root:
         print(
