@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from neuroloop.errors import NeuroloopError, UsageError
+from neuroloop.errors import CollectiveError, NeuroloopError, UsageError
 from neuroloop.shipped import CONFIG, KINDS, resolve, shipped, shipped_root
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.handler(args)
         return status
     except NeuroloopError as error:
-        print(f"neuroloop {args.command}: error: {error}", file=sys.stderr)
+        if not isinstance(error, CollectiveError) or error.report:
+            print(f"neuroloop {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print(f"neuroloop {args.command}: interrupted; all engines stopped", file=sys.stderr)
@@ -247,6 +248,11 @@ def _run(args: argparse.Namespace) -> int:
             recorder = DataPackRecorder(args.record)
         except ValueError as error:
             raise UsageError(str(error)) from None
+        except OSError as error:
+            raise UsageError(
+                f"--record: expected a file that can be written. Received: {args.record} "
+                f"({error.strerror})"
+            ) from None
     progress = _Progress(quiet=args.quiet)
     started = time.perf_counter()
     try:

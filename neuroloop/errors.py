@@ -63,6 +63,20 @@ class UserCodeError(NeuroloopError):
         super().__init__(f"{where}: loading it raised {type(error).__name__}: {message}")
 
 
+class CollectiveError(NeuroloopError):
+    """An error every MPI rank raises at the same point from figures they share, so no rank
+    waits for another: ``Communicator.abort_on_error`` lets it end each rank normally.
+
+    Args:
+        message: The error.
+        report: Print it (true on one rank only, so a job says it once).
+    """
+
+    def __init__(self, message: str, *, report: bool = True) -> None:
+        self.report = report
+        super().__init__(message)
+
+
 class UsageError(NeuroloopError):
     """A command-line argument or user file is unusable (e.g. an engine class that is not one)."""
 

@@ -23,11 +23,15 @@ SUFFIXES = (".jsonl", ".npz")
 class DataPackRecorder:
     """Collects datapacks and writes them to ``path`` (format chosen by its suffix).
 
+    The file is opened here, before anything is recorded, so a path that cannot be written
+    fails before a simulation starts.
+
     Args:
         path: A ``.jsonl`` or ``.npz`` file.
 
     Raises:
         ValueError: If the suffix is neither.
+        OSError: If the file cannot be opened for writing.
     """
 
     def __init__(self, path: str | Path) -> None:
@@ -39,9 +43,12 @@ class DataPackRecorder:
             )
         self.count = 0
         self._stream: IO[str] | None = None
+        self._archive: IO[bytes] | None = None
         self._series: dict[str, list[tuple[int, Any]]] = defaultdict(list)
         if self.path.suffix == ".jsonl":
             self._stream = self.path.open("w", encoding="utf-8")
+        else:
+            self._archive = self.path.open("wb")
 
     def __enter__(self) -> DataPackRecorder:
         return self
@@ -77,7 +84,7 @@ class DataPackRecorder:
         if self._stream is not None:
             self._stream.close()
             self._stream = None
-        elif self._series:
+        elif self._archive is not None:
             arrays: dict[str, np.ndarray] = {}
             for key, series in self._series.items():
                 arrays[f"{key}/time_ns"] = np.array([t for t, _ in series], dtype=np.int64)
@@ -89,8 +96,10 @@ class DataPackRecorder:
                     arrays[key] = np.stack([np.asarray(v) for v in values])
                 else:
                     arrays[key] = np.array([json.dumps(_jsonable(v)) for v in values])
-            np.savez_compressed(self.path, **arrays)  # type: ignore[arg-type]
+            np.savez_compressed(self._archive, **arrays)  # type: ignore[arg-type]
             self._series.clear()
+            self._archive.close()
+            self._archive = None
 
 
 def _jsonable(value: DataPackValue) -> Any:

@@ -266,3 +266,15 @@ def test_engine_command_with_an_unusable_engine_is_a_clear_error(spec: str, mess
     assert run.returncode == 2
     assert run.stdout == ""
     assert run.stderr == f"neuroloop engine: error: {message}\n"
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".npz"])
+def test_an_unwritable_record_path_stops_before_the_simulation(suffix: str, tmp_path: Path) -> None:
+    record = tmp_path / "missing" / f"out{suffix}"
+    run = neuroloop("run", PENDULUM, "--steps", "50", "--record", record, "--quiet")
+    assert run.returncode == 2
+    assert run.stdout == ""  # no simulation ran, so no summary
+    assert run.stderr.splitlines() == [
+        f"neuroloop run: error: --record: expected a file that can be written. "
+        f"Received: {record} (No such file or directory)"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,8 @@ import pytest
 from neuroloop.brain.weights import flatten
 from neuroloop.errors import ConfigError
 from neuroloop.plugins.engines.keras_brain import KerasBrainEngine
-from neuroloop.training.checkpoint import load_checkpoint
+from neuroloop.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
+from neuroloop.training.monitor import reconcile_progress
 from neuroloop.training.recipe import load_recipe
 from tests.processes import run_neuroloop as neuroloop
 
@@ -204,3 +206,181 @@ def test_a_recipe_naming_a_missing_brain_engine_says_so() -> None:
     recipe = load_recipe(PENDULUM, ["BrainEngine=brian"])
     with pytest.raises(ConfigError, match="BrainEngine: expected the name of a keras_brain"):
         recipe.simulation_config()
+
+
+# -- damage, races and divergence --------------------------------------------------------------
+
+DAMAGE = {
+    "truncated": lambda data: data[: len(data) // 2],
+    "empty": lambda data: b"",
+    "garbage": lambda data: b"not a checkpoint\n" * 64,
+}
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The lines of ``stderr`` that are not TensorFlow's start-up chatter."""
+    chatter = ("WARNING: All log messages", "I0000 ", "W0000 ", "E0000 ")
+    return [line for line in stderr.splitlines() if not line.startswith(chatter)]
+
+
+@pytest.fixture(scope="module")
+def periodic(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two cycles with a periodic checkpoint every cycle (cycle_00001, cycle_00002)."""
+    run_dir = tmp_path_factory.mktemp("runs") / "periodic"
+    every = ("-o", 'Checkpoint={"Every": 1}')
+    result = neuroloop("train", PENDULUM, "--cycles", "2", "--run-dir", run_dir, *every, *TINY)
+    assert result.returncode == 0, result.stderr
+    return run_dir
+
+
+def copy_run(run_dir: Path, tmp_path: Path) -> Path:
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    return copy
+
+
+def damage(path: Path, kind: str) -> None:
+    path.write_bytes(DAMAGE[kind](path.read_bytes()))
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_a_damaged_latest_checkpoint_resumes_from_the_newest_readable(
+    kind: str, periodic: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(periodic, tmp_path)
+    damage(run_dir / "checkpoints" / "latest.npz", kind)
+    result = neuroloop("train", "--resume", run_dir, "--cycles", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    warning = next(line for line in result.stderr.splitlines() if "is damaged" in line)
+    assert warning.startswith("neuroloop train: checkpoints/latest.npz is damaged (")
+    assert warning.endswith("; resuming from checkpoints/cycle_00002.npz")
+    assert [r["cycle"] for r in progress(run_dir)] == [1, 2, 3]
+    assert load_checkpoint(run_dir / "checkpoints" / "latest.npz").cycle == 3
+
+
+def test_falling_back_to_an_older_checkpoint_repeats_the_later_cycles(
+    periodic: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(periodic, tmp_path)
+    for name in ("latest.npz", "cycle_00002.npz"):  # no best.npz: no episode ended yet
+        damage(run_dir / "checkpoints" / name, "truncated")
+    partial = run_dir / "checkpoints" / "tmpk1ll3d.tmp.npz"  # a kill in mid-write
+    partial.write_bytes(b"PK\x03\x04")
+    result = neuroloop("train", "--resume", run_dir, "--cycles", "2", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert "resuming from checkpoints/cycle_00001.npz" in result.stderr
+    assert not partial.exists()
+    # Cycle 2's line is dropped with its checkpoint, and the cycle repeated exactly.
+    repeated, original = progress(run_dir), progress(periodic)
+    assert [r["cycle"] for r in repeated] == [1, 2]
+    for key in ("env_steps", "policy_loss", "value_loss", "entropy", "approx_kl"):
+        assert repeated[1][key] == original[1][key], key
+
+
+def test_no_readable_checkpoint_is_one_line_for_train_export_and_evaluate(
+    periodic: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(periodic, tmp_path)
+    for path in (run_dir / "checkpoints").iterdir():
+        damage(path, "empty")
+    results = [
+        neuroloop("train", "--resume", run_dir, "--cycles", "3", "--quiet"),
+        neuroloop(
+            "export", run_dir, "--checkpoint", "latest", "--output", tmp_path / "b.weights.h5"
+        ),
+        neuroloop("evaluate", run_dir, "--episodes", "1", "--checkpoint", "latest"),
+    ]
+    for result in results:
+        assert result.returncode == 2, result.stderr
+        assert "Traceback" not in result.stderr
+        [line] = [line for line in error_lines(result.stderr) if "error" in line]
+        assert "EOFError" in line, line
+    assert "expected a readable checkpoint" in results[0].stderr
+    for result in results[1:]:
+        assert "latest.npz is damaged (EOFError: No data left in file)" in result.stderr
+
+
+def test_a_progress_line_lost_to_a_kill_is_rebuilt_from_the_checkpoint(
+    periodic: Path, tmp_path: Path
+) -> None:
+    run_dir = copy_run(periodic, tmp_path)
+    lines = (run_dir / "progress.jsonl").read_text().splitlines(keepends=True)
+    (run_dir / "progress.jsonl").write_text("".join(lines[:-1]))  # killed before cycle 2's line
+    result = neuroloop("train", "--resume", run_dir, "--cycles", "3", "--quiet")
+    assert result.returncode == 0, result.stderr
+    records = progress(run_dir)
+    assert [r["cycle"] for r in records] == [1, 2, 3]
+    assert records[:2] == progress(periodic)
+
+
+def test_resuming_with_an_edited_recipe_names_the_key(periodic: Path, tmp_path: Path) -> None:
+    run_dir = copy_run(periodic, tmp_path)
+    recipe = json.loads((run_dir / "recipe.json").read_text())
+    recipe["BrainOptions"] = {"normalize_inputs": False}
+    (run_dir / "recipe.json").write_text(json.dumps(recipe))
+    result = neuroloop("train", "--resume", run_dir, "--cycles", "3", "--quiet")
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in error_lines(result.stderr) if "error" in line]
+    assert "BrainOptions of recipe.json differs from the checkpoint's" in line
+    assert [r["cycle"] for r in progress(run_dir)] == [1, 2]
+
+
+def test_a_diverging_run_stops_before_writing_non_finite_weights(tmp_path: Path) -> None:
+    run_dir = tmp_path / "diverging"
+    rate = ("-o", "PPO.LearningRate=1e30")
+    result = neuroloop("train", PENDULUM, "--cycles", "2", "--run-dir", run_dir, *rate, *TINY)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in error_lines(result.stderr) if "error" in line]
+    assert "cycle 1: policy_loss is nan after optimizing" in line
+    assert not (run_dir / "checkpoints").exists()
+    assert not (run_dir / "progress.jsonl").exists()
+
+
+def test_an_mpi_run_resumes_only_with_its_process_count_or_an_explicit_one(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "mpi"
+    first = neuroloop(
+        "train", PENDULUM, "--workers", "2", "--cycles", "1", "--run-dir", run_dir, *TINY
+    )
+    assert first.returncode == 0, first.stderr
+    refused = neuroloop("train", "--resume", run_dir, "--cycles", "2", "--quiet")
+    assert refused.returncode == 2
+    [line] = [line for line in error_lines(refused.stderr) if "error" in line]
+    assert "trained with 2 process(es), this start has 1; continue it with --workers 2" in line
+    resumed = neuroloop("train", "--resume", run_dir, "--workers", "2", "--cycles", "2", "--quiet")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [r["processes"] for r in progress(run_dir)] == [2, 2]
+
+
+def test_a_diverging_mpi_run_stops_every_rank_with_the_error(tmp_path: Path) -> None:
+    run_dir = tmp_path / "diverging"
+    rate = ("-o", "PPO.LearningRate=1e30", "--workers", "2")
+    result = neuroloop("train", PENDULUM, "--cycles", "2", "--run-dir", run_dir, *rate, *TINY)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr and "MPI_Abort" not in result.stderr
+    [line] = [line for line in error_lines(result.stderr) if "error" in line]  # rank 0's
+    assert "cycle 1: policy_loss is nan after optimizing" in line
+    assert not (run_dir / "checkpoints").exists()
+
+
+def test_a_checkpoint_keeps_its_progress_record_and_process_count(tmp_path: Path) -> None:
+    record = {"cycle": 3, "mean_return": float("nan"), "policy_loss": 0.25}
+    state = TrainingState(3, 192, -1.0, [np.ones((2, 2))], [np.zeros(1)], processes=4)
+    state.progress = record
+    save_checkpoint(tmp_path / "latest.npz", state)
+    assert [p.name for p in tmp_path.iterdir()] == ["latest.npz"]  # no temporary file left
+    loaded = load_checkpoint(tmp_path / "latest.npz")
+    assert (loaded.cycle, loaded.processes) == (3, 4)
+    assert loaded.progress is not None and loaded.progress["policy_loss"] == 0.25
+
+
+def test_reconciled_progress_holds_each_cycle_once(tmp_path: Path) -> None:
+    lines = ['{"cycle": 1}', '{"cycle": 2}', '{"cycle": 3}', '{"cycle": 4, "lo']  # cut by a kill
+    (tmp_path / "progress.jsonl").write_text("\n".join(lines))
+    reconcile_progress(tmp_path, 2, {"cycle": 2, "x": 1.0})
+    assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}]
+    reconcile_progress(tmp_path, 3, {"cycle": 3, "loss": float("nan")})
+    assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}, {"cycle": 3, "loss": None}]

@@ -7,15 +7,29 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from neuroloop.errors import UsageError
 from neuroloop.shipped import RECIPE, WEIGHTS, resolve
 
+if TYPE_CHECKING:
+    from neuroloop.training.checkpoint import TrainingState
+
 RUNS = Path("runs")
 MPI_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
 """Set by mpiexec in every process it starts (MPICH/Hydra, Open MPI, PMIx)."""
+BRAIN_KEYS = (
+    "Simulation",
+    "SimulationOverrides",
+    "BrainEngine",
+    "Brain",
+    "BrainOptions",
+    "Distribution",
+    "DistributionOptions",
+)
+"""Recipe keys that shape the brain: a resumed run must keep its checkpoint's values."""
 
 
 def add_commands(
@@ -30,7 +44,7 @@ def add_commands(
     """
     train = commands.add_parser("train", help="train a brain with PPO from a recipe (YAML)")
     train.add_argument("recipe", nargs="?", help="training recipe file, or a shipped one's name")
-    train.add_argument("--workers", type=int, default=1, help="gathering processes (MPI ranks)")
+    train.add_argument("--workers", type=int, help="gathering processes (MPI ranks, default 1)")
     train.add_argument("--cycles", type=int, help="gather-optimize cycles (overrides Cycles)")
     train.add_argument("--seed", type=int, help="run seed (overrides Seed)")
     train.add_argument(
@@ -82,11 +96,13 @@ def under_mpiexec() -> bool:
 
 
 def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
-    if args.workers < 1:
-        raise UsageError(f"--workers: expected at least 1. Received: {args.workers}")
-    if args.workers > 1 and not under_mpiexec():
-        return _relaunch_under_mpiexec(args.workers)
-    from neuroloop.training.checkpoint import CHECKPOINTS, LATEST
+    workers = 1 if args.workers is None else args.workers
+    if workers < 1:
+        raise UsageError(f"--workers: expected at least 1. Received: {workers}")
+    if workers > 1 and not under_mpiexec():
+        return _relaunch_under_mpiexec(workers)
+    from neuroloop.training.checkpoint import CHECKPOINTS, checkpoint_files, remove_partial_writes
+    from neuroloop.training.monitor import reconcile_progress
     from neuroloop.training.mpi import get_communicator
     from neuroloop.training.recipe import load_recipe
     from neuroloop.training.trainer import RECIPE_FILE, Trainer
@@ -95,7 +111,7 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
         recipe_path = args.resume / RECIPE_FILE
         if not recipe_path.is_file():
             raise UsageError(f"--resume {args.resume}: expected a run directory with {RECIPE_FILE}")
-        if not (args.resume / CHECKPOINTS / LATEST).is_file():
+        if not checkpoint_files(args.resume / CHECKPOINTS):
             # Killed before its first checkpoint: nothing to continue, so start it afresh.
             args.resume, args.run_dir = None, args.resume
     elif args.recipe is None:
@@ -113,7 +129,13 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
     if run_dir is None:
         run_dir = RUNS / f"{recipe.name}_{time.strftime('%Y%m%d-%H%M%S')}"
     run_dir = Path(comm.broadcast_json(str(run_dir)))
-    trainer = Trainer(recipe, run_dir, resume=args.resume is not None, quiet=args.quiet)
+    start = None
+    if args.resume is not None:
+        start = _resume_from(run_dir, recipe.document, args.workers, comm.size, comm.is_root)
+        if comm.is_root:
+            reconcile_progress(run_dir, start.cycle, start.progress)
+            remove_partial_writes(run_dir / CHECKPOINTS)
+    trainer = Trainer(recipe, run_dir, start=start, quiet=args.quiet)
     if comm.is_root:
         print(
             f"neuroloop train: {recipe.name} -> {run_dir} ({comm.size} process(es)), "
@@ -135,6 +157,55 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
             f"run {run_dir}"
         )
     return 0
+
+
+def _resume_from(
+    run_dir: Path,
+    document: Mapping[str, Any],
+    workers: int | None,
+    processes: int,
+    is_root: bool,
+) -> TrainingState:
+    """The newest readable checkpoint of ``run_dir``, checked against the resumed recipe.
+
+    Args:
+        run_dir: The run being resumed.
+        document: The recipe it resumes with (``recipe.json`` and the overrides).
+        workers: ``--workers`` as given (``None``: not given).
+        processes: Processes this resumption runs with.
+        is_root: Print the warning about damaged checkpoints (rank 0 only).
+
+    Raises:
+        UsageError: If no checkpoint reads, the recipe changes a key that shapes the brain,
+            or the process count differs from the run's without ``--workers``.
+    """
+    from neuroloop.training.checkpoint import CHECKPOINTS, newest_readable
+
+    resumption = newest_readable(run_dir / CHECKPOINTS)
+    state = resumption.state
+    if resumption.damaged and is_root:
+        damaged = "; ".join(
+            f"{CHECKPOINTS}/{error.path.name} is damaged ({error.reason})"
+            for error in resumption.damaged
+        )
+        print(
+            f"neuroloop train: {damaged}; resuming from {CHECKPOINTS}/{resumption.path.name}",
+            file=sys.stderr,
+        )
+    for key in BRAIN_KEYS:
+        if key in state.recipe and state.recipe[key] != document.get(key):
+            raise UsageError(
+                f"--resume {run_dir}: {key} of recipe.json differs from the checkpoint's; a "
+                f"resumed run keeps its brain. Expected: {key}={state.recipe[key]!r}. "
+                f"Received: {key}={document.get(key)!r}"
+            )
+    if workers is None and processes != state.processes:
+        raise UsageError(
+            f"--resume {run_dir}: the run trained with {state.processes} process(es), this "
+            f"start has {processes}; continue it with --workers {state.processes} (or pass "
+            f"--workers {processes} to change the count)"
+        )
+    return state
 
 
 def _relaunch_under_mpiexec(workers: int) -> int:

@@ -106,6 +106,38 @@ def read_progress(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def reconcile_progress(run_dir: Path, cycle: int, record: Mapping[str, Any] | None) -> None:
+    """Make ``progress.jsonl`` hold exactly cycles 1..``cycle`` of the checkpoint resumed from.
+
+    The trainer writes a cycle's checkpoint, then its line: a kill between the two loses the
+    line, which ``record`` (the checkpoint's copy) restores; lines of later cycles (a run
+    resumed from an older checkpoint because the newer ones were damaged) are dropped, as
+    that run repeats those cycles. The file is replaced atomically.
+
+    Args:
+        run_dir: The run's directory.
+        cycle: The checkpoint's last cycle.
+        record: That cycle's progress record, if the checkpoint holds one.
+    """
+    path = run_dir / PROGRESS
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    kept: dict[int, str] = {}
+    for line in lines:
+        try:
+            logged = int(json.loads(line)["cycle"])
+        except json.JSONDecodeError:
+            continue  # empty, or cut by a kill in mid-write
+        if logged <= cycle:
+            kept.setdefault(logged, line)
+    if cycle not in kept and record is not None and cycle > 0:
+        kept[cycle] = json.dumps(_strict(record), allow_nan=False)
+    reconciled = [kept[c] for c in sorted(kept)]
+    if reconciled != lines:
+        temporary = path.with_suffix(".jsonl.tmp")
+        temporary.write_text("".join(line + "\n" for line in reconciled), encoding="utf-8")
+        temporary.replace(path)
+
+
 def plot_runs(run_dirs: Sequence[Path], output: Path) -> Path:
     """Draw the learning curves of ``run_dirs`` (overlaid) into the PNG ``output``."""
     import matplotlib

@@ -51,6 +51,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from neuroloop.errors import CollectiveError
+
 if TYPE_CHECKING:
     from mpi4py import MPI
 
@@ -324,6 +326,8 @@ class MpiCommunicator(Communicator):
         """Print the traceback with the rank, then ``MPI_Abort`` the communicator."""
         try:
             yield
+        except CollectiveError:
+            raise
         except SystemExit as exit_:
             if exit_.code in (None, 0):
                 raise

@@ -27,6 +27,7 @@ from neuroloop.brain.normalization import (
     RunningMeanStd,
 )
 from neuroloop.brain.weights import assign_flat_weights, flat_weights
+from neuroloop.errors import CollectiveError, UsageError
 from neuroloop.simulation import Simulation
 from neuroloop.training.advantages import compute_gae
 from neuroloop.training.checkpoint import (
@@ -35,7 +36,6 @@ from neuroloop.training.checkpoint import (
     LATEST,
     PERIODIC,
     TrainingState,
-    load_checkpoint,
     save_checkpoint,
 )
 from neuroloop.training.gather import Gatherer, Rollout, TrainingSignals
@@ -49,6 +49,8 @@ RECIPE_FILE = "recipe.json"
 """The metric name that means the mean return of the cycle's finished episodes."""
 RETURNS = "returns"
 """Name of the discounted-return statistics in checkpoints."""
+LOSS_TERMS = ("policy_loss", "value_loss", "entropy", "loss", "grad_norm")
+"""The optimization figures checked for NaN and infinity first, in the loss's order."""
 SEED_STRIDE = 1_000_003
 """Cycle seeds are ``seed * SEED_STRIDE + cycle * ranks + rank``: distinct per cycle and rank."""
 
@@ -161,6 +163,39 @@ def merge_batch(comm: Communicator, stats: RunningMeanStd, samples: np.ndarray) 
         )
 
 
+class NonFiniteLossError(CollectiveError):
+    """A cycle's loss or gradient norm is NaN or infinite (every rank sees the same figures).
+
+    Args:
+        cycle: The cycle (counting from 1).
+        term: The first non-finite metric.
+        value: Its value.
+        report: Print the error (on rank 0 only).
+    """
+
+    def __init__(self, cycle: int, term: str, value: float, report: bool) -> None:
+        super().__init__(
+            f"cycle {cycle}: {term} is {value} after optimizing; stopped without writing "
+            "its checkpoint or progress line (lower PPO.LearningRate or PPO.MaxGradNorm, "
+            "or check the rewards)",
+            report=report,
+        )
+
+
+def check_finite(metrics: Mapping[str, float], cycle: int, report: bool = True) -> None:
+    """Raise :class:`NonFiniteLossError` naming the first non-finite entry of ``metrics``.
+
+    Args:
+        metrics: A cycle's averaged optimization figures (losses, ``grad_norm``, ...).
+        cycle: The cycle they belong to.
+        report: Whether the error is printed (rank 0's).
+    """
+    ordered = [term for term in LOSS_TERMS if term in metrics]
+    for term in ordered + sorted(set(metrics) - set(ordered)):
+        if not math.isfinite(metrics[term]):
+            raise NonFiniteLossError(cycle, term, metrics[term], report)
+
+
 def build_recipe_brain(recipe: Recipe, extra: Mapping[str, Any]) -> Brain:
     """The recipe's brain, shaped by the brain engine's ``EngineExtraConfigs`` ``extra``."""
     return build_brain(
@@ -179,7 +214,7 @@ class Trainer:
     Args:
         recipe: The training recipe.
         run_dir: Where the monitor, TensorBoard scalars and checkpoints go.
-        resume: Continue from ``run_dir/checkpoints/latest.npz``.
+        start: The checkpoint to continue from (``None``: a new run).
         quiet: No progress lines.
         echo_engine_output: Forward the engines' stdout.
     """
@@ -189,7 +224,7 @@ class Trainer:
         recipe: Recipe,
         run_dir: Path,
         *,
-        resume: bool = False,
+        start: TrainingState | None = None,
         quiet: bool = False,
         echo_engine_output: bool = False,
     ) -> None:
@@ -220,8 +255,8 @@ class Trainer:
         self.cycle = 0
         self.env_steps = 0
         self.best_return = -math.inf
-        if resume:
-            self._restore(load_checkpoint(run_dir / CHECKPOINTS / LATEST))
+        if start is not None:
+            self._restore(start)
         # Every rank takes rank 0's weights at the start of each cycle (_synchronize_weights).
         self._apply_statistics()
 
@@ -258,7 +293,7 @@ class Trainer:
                 record = self.run_cycle(gatherer)
                 records.append(record)
                 if monitor is not None:
-                    self._checkpoint(record)  # first: a kill between the two repeats no line
+                    self._checkpoint(record)  # first: resuming rebuilds a line lost between
                     monitor.log(record)
                 if between_cycles is not None:
                     between_cycles()
@@ -289,6 +324,7 @@ class Trainer:
         started = time.perf_counter()
         metrics = self._optimize(chunks)
         optimize_s = time.perf_counter() - started
+        check_finite(metrics, self.cycle + 1, comm.is_root)
 
         self._update_observation_statistics(rollout)
         episodes = cycle_episodes(comm, rollout, recipe.metric)
@@ -453,7 +489,7 @@ class Trainer:
 
     # -- checkpoints -------------------------------------------------------------------------
 
-    def _state(self) -> TrainingState:
+    def _state(self, record: Mapping[str, Any]) -> TrainingState:
         return TrainingState(
             cycle=self.cycle,
             env_steps=self.env_steps,
@@ -462,9 +498,18 @@ class Trainer:
             optimizer=[np.asarray(v) for v in self.optimizer.variables],
             statistics={name: stats.state() for name, stats in self.statistics.items()},
             recipe=dict(self.recipe.document),
+            processes=self.comm.size,
+            progress=dict(record),
         )
 
     def _restore(self, state: TrainingState) -> None:
+        expected = [tuple(w.shape) for w in self.brain.joint.get_weights()]
+        found = [tuple(w.shape) for w in state.weights]
+        if found != expected:
+            raise UsageError(
+                f"resume {self.run_dir}: the checkpoint's weights do not fit the recipe's "
+                f"brain. Expected shapes: {expected}. Received: {found}"
+            )
         self.brain.joint.set_weights(state.weights)
         for variable, value in zip(self.optimizer.variables, state.optimizer, strict=True):
             variable.assign(value)
@@ -480,7 +525,7 @@ class Trainer:
         best = math.isfinite(mean_return) and mean_return > self.best_return
         if best:
             self.best_return = mean_return
-        state = self._state()
+        state = self._state(record)
         if best:
             save_checkpoint(folder / BEST, state)
         save_checkpoint(folder / LATEST, state)
