@@ -194,7 +194,7 @@ def _engine(args: argparse.Namespace) -> int:
     from neuroloop.engine import load_engine_class
     from neuroloop.launcher import SINGLE_THREAD_ENV
     from neuroloop.secret import is_local_address, read_secret_file, take_env_secret
-    from neuroloop.server import DEFAULT_MAX_TIMESTEP_S, serve
+    from neuroloop.server import DEFAULT_MAX_TIMESTEP_S, serve, watch_parent
 
     secret = take_env_secret()
     if args.secret_file is not None:
@@ -214,6 +214,8 @@ def _engine(args: argparse.Namespace) -> int:
         raise UsageError(f"expected --max-timestep > 0 s. Received: {args.max_timestep}")
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
+    if args.parent_pid is not None:  # before loading the engine, which may take long or hang
+        watch_parent(args.parent_pid)
     try:
         engine_class = load_engine_class(args.engine)
     except ValueError as error:
@@ -222,7 +224,6 @@ def _engine(args: argparse.Namespace) -> int:
         engine_class(args.name),
         args.address,
         fallback_port=args.fallback_port,
-        parent_pid=args.parent_pid,
         secret=secret,
         max_timestep_s=max_timestep_s,
     )

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from concurrent import futures
@@ -46,6 +47,9 @@ STOP_GRACE_S = 2.0
 HARD_EXIT_S = 5.0
 """Seconds after a stop (Shutdown, SIGTERM, the orchestrator gone) after which the engine
 process exits even if a step or the engine's own shutdown is still running."""
+PARENT_GONE_EXIT_S = 10.0
+"""Seconds after its orchestrator is gone after which an engine process exits, whatever it
+is doing (loading its engine, a step that does not end)."""
 EXIT_STUCK = 3
 """Exit status of an engine process that had to leave a stuck step behind."""
 USER_ERRORS = (ValueError, KeyError, TypeError)
@@ -188,7 +192,6 @@ def serve(
     address: str,
     *,
     fallback_port: bool = False,
-    parent_pid: int | None = None,
     secret: str | None = None,
     max_timestep_s: float = DEFAULT_MAX_TIMESTEP_S,
 ) -> None:
@@ -201,7 +204,6 @@ def serve(
         engine: The engine to serve.
         address: ``host:port`` (port 0 picks a free one) or ``unix:/path``.
         fallback_port: Bind a free port on the same host when ``address``'s port is taken.
-        parent_pid: Stop when this process is gone, so no engine outlives its orchestrator.
         secret: Refuse every call (but health checks) that does not carry it; None accepts
             any client, and says so loudly.
         max_timestep_s: Most simulated seconds one step may ask for.
@@ -230,8 +232,6 @@ def serve(
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
-    if parent_pid is not None:
-        threading.Thread(target=_watch_parent, args=(parent_pid, stop), daemon=True).start()
     print(f"{READY_PREFIX} name={engine.name} address={bound}", flush=True)
     while not stop.wait(PARENT_POLL_S):
         pass
@@ -264,7 +264,19 @@ def _bind(server: grpc.Server, address: str, fallback_port: bool, name: str) -> 
     return f"{host}:{bound}"
 
 
-def _watch_parent(parent_pid: int, stop: threading.Event) -> None:
-    while not stop.wait(PARENT_POLL_S):
-        if os.getppid() != parent_pid:
-            stop.set()
+def watch_parent(parent_pid: int) -> None:
+    """From now on, stop this process when ``parent_pid`` (its orchestrator) is gone.
+
+    A thread sends this process SIGTERM, which a serving engine answers by stopping (and a
+    process still loading its engine, by the CLI's interrupt); one that is stuck anyway is
+    ended ``PARENT_GONE_EXIT_S`` later.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(PARENT_POLL_S)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(PARENT_GONE_EXIT_S)
+        os._exit(EXIT_STUCK)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()

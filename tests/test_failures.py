@@ -310,3 +310,36 @@ def test_a_neuroloop_engine_stuck_in_a_step_dies_with_a_killed_orchestrator(
         assert _wait_for(lambda: not any(alive(pid) for pid in engines), 10)
     finally:
         run.kill()
+
+
+def test_an_engine_stuck_loading_dies_with_a_killed_orchestrator(tmp_path: Path) -> None:
+    (tmp_path / "slow_engine.py").write_text(SLOW_TO_START)
+    config = {
+        "SimulationName": "stuck_loading",
+        "SimulationTimeout": 1000,
+        "SimulationTimestep": 0.01,
+        "EngineConfigs": [
+            {"EngineName": "clock", "EngineType": "python",
+             "EngineClass": f"{tmp_path / 'slow_engine.py'}:Never",
+             "EngineTimestep": 0.01, "EngineLaunchTimeout": 600}
+        ],
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    engines: list[int] = []
+    try:
+        assert _wait_for(lambda: bool(engine_processes(run.pid)), 60)
+        engines = [pid for pid, _ in engine_processes(run.pid)]
+        time.sleep(1.0)  # the engine is importing its (never finishing) module
+        run.kill()
+        run.wait(10)
+        assert _wait_for(lambda: not any(alive(pid) for pid in engines), 15)
+    finally:
+        run.kill()
+        for pid in engines:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
