@@ -77,6 +77,11 @@ class CollectiveError(NeuroloopError):
         super().__init__(message)
 
 
+class CollectiveInterrupt(KeyboardInterrupt):
+    """An interrupt every MPI rank raises at the same point (one of them was asked to stop),
+    so the job stops cleanly instead of aborting."""
+
+
 class UsageError(NeuroloopError):
     """A command-line argument or user file is unusable (e.g. an engine class that is not one)."""
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -384,3 +388,29 @@ def test_reconciled_progress_holds_each_cycle_once(tmp_path: Path) -> None:
     assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}]
     reconcile_progress(tmp_path, 3, {"cycle": 3, "loss": float("nan")})
     assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}, {"cycle": 3, "loss": None}]
+
+
+def test_ctrl_c_stops_every_mpi_process_together_after_a_cycle(tmp_path: Path) -> None:
+    """SIGINT to mpiexec reaches both ranks; they agree to stop after the same cycle, so the
+    job ends 130 with its checkpoint and progress in step, not with MPI_Abort."""
+    run_dir = tmp_path / "interrupted"
+    train = subprocess.Popen(
+        [sys.executable, "-m", "neuroloop", "train", str(PENDULUM), "--workers", "2",
+         "--cycles", "1000", "--run-dir", str(run_dir), *TINY],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "progress.jsonl").is_file() or len(progress(run_dir)) < 2:
+            assert time.monotonic() < deadline and train.poll() is None
+            time.sleep(0.2)
+        train.send_signal(signal.SIGINT)  # train re-ran itself as mpiexec: this is mpiexec
+        _, stderr = train.communicate(timeout=120)
+        assert train.returncode == 130, stderr
+        assert "interrupted" in stderr
+        assert "[mpi] rank" not in stderr and "Traceback" not in stderr
+        cycles = [record["cycle"] for record in progress(run_dir)]
+        assert cycles == list(range(1, len(cycles) + 1))
+        assert load_checkpoint(run_dir / "checkpoints" / "latest.npz").cycle == cycles[-1]
+    finally:
+        train.kill()

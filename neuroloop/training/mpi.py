@@ -51,7 +51,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from neuroloop.errors import CollectiveError
+from neuroloop.errors import CollectiveError, CollectiveInterrupt
 
 if TYPE_CHECKING:
     from mpi4py import MPI
@@ -326,7 +326,7 @@ class MpiCommunicator(Communicator):
         """Print the traceback with the rank, then ``MPI_Abort`` the communicator."""
         try:
             yield
-        except CollectiveError:
+        except (CollectiveError, CollectiveInterrupt):
             raise
         except SystemExit as exit_:
             if exit_.code in (None, 0):

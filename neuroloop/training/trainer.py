@@ -27,7 +27,7 @@ from neuroloop.brain.normalization import (
     RunningMeanStd,
 )
 from neuroloop.brain.weights import assign_flat_weights, flat_weights
-from neuroloop.errors import CollectiveError, UsageError
+from neuroloop.errors import CollectiveError, CollectiveInterrupt, UsageError
 from neuroloop.simulation import Simulation
 from neuroloop.training.advantages import compute_gae
 from neuroloop.training.checkpoint import (
@@ -296,8 +296,22 @@ class Trainer:
                     self._checkpoint(record)  # first: resuming rebuilds a line lost between
                     monitor.log(record)
                 if between_cycles is not None:
-                    between_cycles()
+                    self._stop_together(between_cycles)
         return records
+
+    def _stop_together(self, between_cycles: Callable[[], None]) -> None:
+        """Run ``between_cycles``; if it stops any rank (Ctrl-C), every rank stops here.
+
+        Raises:
+            CollectiveInterrupt: On every rank, when any rank was interrupted.
+        """
+        try:
+            between_cycles()
+            asked = 0.0
+        except KeyboardInterrupt:
+            asked = 1.0
+        if self.comm.allreduce_sum([asked])[0] > 0:
+            raise CollectiveInterrupt
 
     def run_cycle(self, gatherer: Gatherer) -> dict[str, Any]:
         """One gather -> advantages -> optimize cycle."""
