@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -168,60 +169,12 @@ def _wait_for(predicate: Callable[[], bool], timeout_s: float) -> bool:
     return True
 
 
-def test_custom_commands_die_with_a_killed_orchestrator(tmp_path: Path) -> None:
-    """An ExternalProcesses entry and an engine started by a custom EngineProcCmd, busy in a
-    step that never ends, are gone within seconds of a SIGKILL of their orchestrator."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        address = f"127.0.0.1:{probe.getsockname()[1]}"
-    marker = str(tmp_path / "sleeper")
-    clock = f"{FIXTURES / 'clock_engine.py'}:ClockEngine"
-    config = {
-        "SimulationName": "orphans",
-        "SimulationTimeout": 1000,
-        "SimulationTimestep": 0.01,
-        "EngineConfigs": [
-            {
-                "EngineName": "clock",
-                "EngineType": "python",
-                "EngineClass": clock,
-                "EngineTimestep": 0.01,
-                "EngineCommandTimeout": 600,
-                "EngineProcCmd": sys.executable,
-                "EngineProcStartParams": [
-                    "-m", "neuroloop", "engine", "--engine", clock, "--name", "clock",
-                    "--address", address,
-                ],
-                "ServerAddress": address,
-                "EngineExtraConfigs": {"HangAtStep": 3},
-            }
-        ],
-        "ExternalProcesses": [
-            {"Name": "sleeper", "ProcCmd": sys.executable,
-             "ProcStartParams": ["-c", "import time; time.sleep(600)", marker]}
-        ],
-    }  # fmt: skip
-    (tmp_path / "sim.json").write_text(json.dumps(config))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert _wait_for(lambda: bool(_pids_with_argument(marker)), 60)
-        assert _wait_for(lambda: bool(_pids_with_argument(address)), 60)
-        children = _pids_with_argument(marker) + _pids_with_argument(address)
-        time.sleep(1.0)  # the engine is now stuck in its third step
-        run.kill()
-        run.wait(10)
-        assert _wait_for(lambda: not any(alive(pid) for pid in children), 5), [
-            pid for pid in children if alive(pid)
-        ]
-    finally:
-        run.kill()
-        for pid in _pids_with_argument(marker) + _pids_with_argument(address):
-            os.kill(pid, signal.SIGKILL)
+CLOCK = f"{FIXTURES / 'clock_engine.py'}:ClockEngine"
 
+SLOW_TO_START = """
+import time
+time.sleep(3600)  # the engine never finishes importing, so it never serves
+"""
 
 BLOCKING_FUNCTION = """
 import time
@@ -235,38 +188,82 @@ def blocks(iteration):
     return []
 """
 
-SLOW_TO_START = """
-import time
-time.sleep(3600)  # the engine never finishes importing, so it never serves
-"""
+
+def _run_one_engine(
+    tmp_path: Path, engine: dict[str, Any], stderr: int = subprocess.DEVNULL, **sections: Any
+) -> subprocess.Popen[str]:
+    """``neuroloop run`` of a config with one python engine ``clock`` (``engine``'s keys added)
+    and the top-level ``sections``; long timeouts, so only what the test does ends it."""
+    config = {
+        "SimulationName": "waits",
+        "SimulationTimeout": 1000,
+        "SimulationTimestep": 0.01,
+        "EngineConfigs": [
+            {"EngineName": "clock", "EngineType": "python", "EngineTimestep": 0.01,
+             "EngineCommandTimeout": 600, "EngineLaunchTimeout": 600, **engine}
+        ],
+        **sections,
+    }  # fmt: skip
+    (tmp_path / "sim.json").write_text(json.dumps(config))
+    return subprocess.Popen(
+        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=stderr,
+        text=True,
+    )
+
+
+def _kill_and_expect_gone(run: subprocess.Popen[str], pids: list[int], timeout_s: float) -> None:
+    """SIGKILL the orchestrator ``run``; every one of ``pids`` must be gone in ``timeout_s``."""
+    run.kill()
+    run.wait(10)
+    assert _wait_for(lambda: not any(alive(pid) for pid in pids), timeout_s), [
+        pid for pid in pids if alive(pid)
+    ]
+
+
+def test_custom_commands_die_with_a_killed_orchestrator(tmp_path: Path) -> None:
+    """An ExternalProcesses entry and an engine started by a custom EngineProcCmd, busy in a
+    step that never ends, are gone within seconds of a SIGKILL of their orchestrator."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        address = f"127.0.0.1:{probe.getsockname()[1]}"
+    marker = str(tmp_path / "sleeper")
+    custom = {
+        "EngineClass": CLOCK,
+        "EngineProcCmd": sys.executable,
+        "EngineProcStartParams": [
+            "-m", "neuroloop", "engine", "--engine", CLOCK, "--name", "clock", "--address", address,
+        ],
+        "ServerAddress": address,
+        "EngineExtraConfigs": {"HangAtStep": 3},
+    }  # fmt: skip
+    sleeper = {"Name": "sleeper", "ProcCmd": sys.executable,
+               "ProcStartParams": ["-c", "import time; time.sleep(600)", marker]}  # fmt: skip
+    run = _run_one_engine(tmp_path, custom, ExternalProcesses=[sleeper])
+    try:
+        assert _wait_for(lambda: bool(_pids_with_argument(marker)), 60)
+        assert _wait_for(lambda: bool(_pids_with_argument(address)), 60)
+        children = _pids_with_argument(marker) + _pids_with_argument(address)
+        time.sleep(1.0)  # the engine is now stuck in its third step
+        _kill_and_expect_gone(run, children, 5)
+    finally:
+        run.kill()
+        for pid in _pids_with_argument(marker) + _pids_with_argument(address):
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("where", ["a blocking function", "engine start-up"])
 def test_sigterm_stops_a_run_that_waits(tmp_path: Path, where: str) -> None:
     """The first SIGTERM stops the run within the grace period even when the loop never gets
     back to check it: exit 143 and no engine left."""
-    clock = f"{FIXTURES / 'clock_engine.py'}:ClockEngine"
+    engine = {"EngineClass": CLOCK}
     if where == "engine start-up":
         (tmp_path / "slow_engine.py").write_text(SLOW_TO_START)
-        clock = f"{tmp_path / 'slow_engine.py'}:Never"
+        engine = {"EngineClass": f"{tmp_path / 'slow_engine.py'}:Never"}
     (tmp_path / "blocking.py").write_text(BLOCKING_FUNCTION)
-    config = {
-        "SimulationName": "waits",
-        "SimulationTimeout": 1000,
-        "SimulationTimestep": 0.01,
-        "EngineConfigs": [
-            {"EngineName": "clock", "EngineType": "python", "EngineClass": clock,
-             "EngineTimestep": 0.01, "EngineLaunchTimeout": 600}
-        ],
-        "DataPackProcessingFunctions": [{"Name": "blocking", "FileName": "blocking.py"}],
-    }  # fmt: skip
-    (tmp_path / "sim.json").write_text(json.dumps(config))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    functions = [{"Name": "blocking", "FileName": "blocking.py"}]
+    run = _run_one_engine(tmp_path, engine, subprocess.PIPE, DataPackProcessingFunctions=functions)
     try:
         assert _wait_for(lambda: bool(engine_processes(run.pid)), 60)
         engines = engine_processes(run.pid)
@@ -281,63 +278,23 @@ def test_sigterm_stops_a_run_that_waits(tmp_path: Path, where: str) -> None:
         run.kill()
 
 
-def test_a_neuroloop_engine_stuck_in_a_step_dies_with_a_killed_orchestrator(
-    tmp_path: Path,
+@pytest.mark.parametrize("stuck", ["in a step", "loading its engine"])
+def test_a_stuck_neuroloop_engine_dies_with_a_killed_orchestrator(
+    tmp_path: Path, stuck: str
 ) -> None:
-    config = {
-        "SimulationName": "stuck",
-        "SimulationTimeout": 1000,
-        "SimulationTimestep": 0.01,
-        "EngineConfigs": [
-            {"EngineName": "clock", "EngineType": "python",
-             "EngineClass": f"{FIXTURES / 'clock_engine.py'}:ClockEngine",
-             "EngineTimestep": 0.01, "EngineCommandTimeout": 600,
-             "EngineExtraConfigs": {"HangAtStep": 3}}
-        ],
-    }  # fmt: skip
-    (tmp_path / "sim.json").write_text(json.dumps(config))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert _wait_for(lambda: bool(engine_processes(run.pid)), 60)
-        engines = [pid for pid, _ in engine_processes(run.pid)]
-        time.sleep(1.0)  # the engine is now stuck in its third step
-        run.kill()
-        run.wait(10)
-        assert _wait_for(lambda: not any(alive(pid) for pid in engines), 10)
-    finally:
-        run.kill()
-
-
-def test_an_engine_stuck_loading_dies_with_a_killed_orchestrator(tmp_path: Path) -> None:
-    (tmp_path / "slow_engine.py").write_text(SLOW_TO_START)
-    config = {
-        "SimulationName": "stuck_loading",
-        "SimulationTimeout": 1000,
-        "SimulationTimestep": 0.01,
-        "EngineConfigs": [
-            {"EngineName": "clock", "EngineType": "python",
-             "EngineClass": f"{tmp_path / 'slow_engine.py'}:Never",
-             "EngineTimestep": 0.01, "EngineLaunchTimeout": 600}
-        ],
-    }  # fmt: skip
-    (tmp_path / "sim.json").write_text(json.dumps(config))
-    run = subprocess.Popen(
-        [sys.executable, "-m", "neuroloop", "run", str(tmp_path / "sim.json"), "--quiet"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    """Stuck in a step, an engine's shutdown waits for the step's lock; stuck loading (a
+    hanging import), it is not serving yet. Either way it leaves once its orchestrator dies."""
+    engine: dict[str, Any] = {"EngineClass": CLOCK, "EngineExtraConfigs": {"HangAtStep": 3}}
+    if stuck == "loading its engine":
+        (tmp_path / "slow_engine.py").write_text(SLOW_TO_START)
+        engine = {"EngineClass": f"{tmp_path / 'slow_engine.py'}:Never"}
+    run = _run_one_engine(tmp_path, engine)
     engines: list[int] = []
     try:
         assert _wait_for(lambda: bool(engine_processes(run.pid)), 60)
         engines = [pid for pid, _ in engine_processes(run.pid)]
-        time.sleep(1.0)  # the engine is importing its (never finishing) module
-        run.kill()
-        run.wait(10)
-        assert _wait_for(lambda: not any(alive(pid) for pid in engines), 15)
+        time.sleep(1.0)  # stuck in its third step, or in its import
+        _kill_and_expect_gone(run, engines, 15)
     finally:
         run.kill()
         for pid in engines:
