@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
+from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue, JsonValue
 from neuroloop.errors import ConfigError, NeuroloopError
 from neuroloop.modules import load_file
 
@@ -50,6 +50,36 @@ class SimulationStatus(dict[str, Any]):
     Set ``status["done"] = True`` to end the simulation; every other key is reported, e.g. the
     task metric, which ``neuroloop run`` prints in its summary.
     """
+
+
+class RawData(DataPack):
+    """An observation a status function returns: data without a name or an engine.
+
+    Status functions return RawData (or datapacks) with their done flag; they go to the
+    trajectory handed to the caller (``Simulation.run_loop``), never to an engine.
+    """
+
+    def __init__(self, data: DataPackValue = None) -> None:
+        super().__init__("", "", data)
+
+
+class JsonRawData(RawData):
+    """A JSON observation, created empty and filled by key: ``raw.data["reward"] = 1.0``."""
+
+    def __init__(self, data: JsonValue | None = None) -> None:
+        super().__init__({} if data is None else data)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What one run of the functions produced."""
+
+    done: bool
+    """The status function's done flag (False without a status function)."""
+    to_engines: list[DataPack]
+    """Datapacks transceiver functions returned, for their engines."""
+    observations: list[DataPack]
+    """Datapacks (or RawData) the status function returned, for the trajectory."""
 
 
 class FunctionError(NeuroloopError):
@@ -94,10 +124,14 @@ def _declared(obj: Callable[..., Any]) -> DataPackFunction:
 
 
 class EngineDataPack:
-    """Pass the latest datapack ``id`` from its engine as argument ``keyword``."""
+    """Pass the latest datapack ``id`` from its engine as argument ``keyword``.
 
-    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
-        self.input = DataPackInput(keyword, id, preprocessed=False)
+    With ``isPreprocessed=True`` (NRP-core's argument) the datapack is the one a
+    preprocessing function produced, as with ``PreprocessedDataPack``.
+    """
+
+    def __init__(self, keyword: str, id: DataPackIdentifier, isPreprocessed: bool = False) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=isPreprocessed)
 
     def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
         function = _declared(obj)
@@ -108,8 +142,8 @@ class EngineDataPack:
 class PreprocessedDataPack(EngineDataPack):
     """Pass the datapack ``id`` that a preprocessing function produced as ``keyword``."""
 
-    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
-        self.input = DataPackInput(keyword, id, preprocessed=True)
+    def __init__(self, keyword: str, id: DataPackIdentifier, isPreprocessed: bool = True) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=isPreprocessed)
 
 
 class EngineConstant(EngineDataPack):
@@ -157,8 +191,11 @@ class PreprocessingFunction(_Kind):
 class StatusFunction(_Kind):
     """Run once per loop iteration; returns ``(done, datapacks)`` or ``(status, datapacks)``.
 
-    ``done`` is a bool; ``status`` a ``SimulationStatus`` (or dict) whose ``"done"`` key ends
-    the simulation and whose other keys are reported.
+    ``done`` is a bool; ``status`` a ``SimulationStatus`` (or dict) whose ``"done"`` key is
+    the done flag and whose other keys are reported. As in NRP-core, the datapacks (usually
+    ``JsonRawData``) are observations for the trajectory returned to the caller; they are
+    not sent to engines. The done flag holds until the next iteration's status function
+    (or a reset) replaces it.
     """
 
     kind = FunctionKind.STATUS
@@ -362,10 +399,8 @@ class FunctionManager:
         }
         return sorted(names)
 
-    def run(
-        self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int
-    ) -> tuple[bool, list[DataPack]]:
-        """Run the functions for the engines in ``due``; return ``(done, datapacks to send)``."""
+    def run(self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int) -> Cycle:
+        """Run the functions for the engines in ``due``: preprocessing, transceivers, status."""
         due = set(due)
         time_token = _simulation_time_ns.set(time_ns)
         iteration_token = _simulation_iteration.set(iteration)
@@ -378,11 +413,10 @@ class FunctionManager:
             for loaded in self.transceivers:
                 if loaded.function.engine in due:
                     outgoing += self._call(loaded, store, time_ns, iteration)
-            done = False
-            if self.status is not None:
-                done, datapacks = self._status(self.status, store, time_ns, iteration)
-                outgoing += datapacks
-            return done, outgoing
+            if self.status is None:
+                return Cycle(False, outgoing, [])
+            done, observations = self._status(self.status, store, time_ns, iteration)
+            return Cycle(done, outgoing, observations)
         finally:
             _simulation_time_ns.reset(time_token)
             _simulation_iteration.reset(iteration_token)

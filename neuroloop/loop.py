@@ -6,11 +6,12 @@ the engines due at t, in NRP-core's order:
 1. the steps they started earlier (which end at t) are collected: the datapacks functions
    asked for arrive in one round trip with the step itself, and are cached;
 2. their preprocessing functions run, then their transceiver functions, then the status
-   function (every iteration);
-3. each due engine gets one Step call: set what the functions sent it, advance by its
-   timestep, return the datapacks functions read from it. Steps of engines due at the same
-   time run concurrently; the loop moves on to the next due time without waiting for them
-   until it needs their results.
+   function (every iteration); what the status function returns is appended to the
+   trajectory (for the caller), and its done flag replaces the previous one;
+3. each due engine gets one Step call, whatever the done flag says: set what the
+   transceiver functions sent it, advance by its timestep, return the datapacks functions
+   read from it. Steps of engines due at the same time run concurrently; the loop moves on
+   to the next due time without waiting for them until it needs their results.
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ class FTILoop:
         self.time_ns = 0
         self.iteration = 0
         self.done = False
+        """The status function's done flag of the last iteration (NRP-core's done flag)."""
+        self.trajectory: list[DataPack] = []
+        """What the status function returned, iteration after iteration, until taken."""
         self._slots = [_Slot(e, dt, functions.requested(e.name)) for e, dt in engines]
         self._outbox: dict[str, dict[str, DataPackValue]] = {e.name: {} for e, _ in engines}
         self._sent_observers: dict[str, list[SentObserver]] = {}
@@ -128,6 +132,7 @@ class FTILoop:
         self.time_ns = 0
         self.iteration = 0
         self.done = False
+        self.trajectory = []
         self.store = DataPackStore()
         for slot in self._slots:
             slot.due_ns = 0
@@ -135,21 +140,29 @@ class FTILoop:
             self._outbox[slot.engine.name] = {}
             self._arrived(slot, initial.get(slot.engine.name, {}))
 
-    def run_until(self, stop_ns: int) -> bool:
-        """Advance simulated time to ``stop_ns``; return True if the status function ended it.
+    def run_until(self, stop_ns: int, until_done: bool = True) -> bool:
+        """Advance simulated time to ``stop_ns``; return the done flag.
 
-        On return every step that ends at or before ``stop_ns`` has been collected, so the
-        cached datapacks show the state at ``stop_ns``.
+        With ``until_done`` the loop stops early once the status function says done (and does
+        not start while the flag from an earlier call stands), as NRP-core's
+        ``run_until_timeout``; without it, it runs to ``stop_ns`` whatever the flag says, as
+        NRP-core's ``run_loop``. On return every step that ends at or before the loop's time
+        has been collected, so the cached datapacks show the state at that time.
         """
-        while not self.done:
+        while not (until_done and self.done):
             now = min(slot.due_ns for slot in self._slots)
             if now >= stop_ns:
                 break
             self._iterate(now)
-        if not self.done:
+        if not (until_done and self.done):
             self.time_ns = max(self.time_ns, stop_ns)
         self.collect(lambda slot: slot.due_ns <= self.time_ns)
         return self.done
+
+    def take_trajectory(self) -> list[DataPack]:
+        """Return the status function's observations gathered so far, and start a new list."""
+        trajectory, self.trajectory = self.trajectory, []
+        return trajectory
 
     def run_until_stepped(self, name: str) -> bool:
         """Run loop iterations up to and including the next one that steps engine ``name``.
@@ -188,15 +201,14 @@ class FTILoop:
         self.time_ns = now
         due = [slot for slot in self._slots if slot.due_ns == now]
         self.collect(lambda slot: slot in due)
-        done, outgoing = self.functions.run(
+        cycle = self.functions.run(
             (slot.engine.name for slot in due), self.store, now, self.iteration
         )
         self.store.clear_updated()
-        self._post(outgoing)
+        self._post(cycle.to_engines)
+        self.trajectory += cycle.observations
+        self.done = cycle.done
         self.iteration += 1
-        if done:
-            self.done = True
-            return
         for slot in due:
             name = slot.engine.name
             to_set, self._outbox[name] = self._outbox[name], {}

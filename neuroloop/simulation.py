@@ -190,8 +190,30 @@ class Simulation:
             self.loop.run_until(stop)
         return self.done
 
-    def run_until_timeout(self, progress: Callable[[Simulation], None] | None = None) -> None:
-        """Step until SimulationTimeout or the status function ends the run.
+    def run_loop(self, num_iterations: int = 1) -> tuple[bool, list[Any]]:
+        """Run ``num_iterations`` SimulationTimesteps whatever the done flag says.
+
+        NRP-core's ``run_loop``: returns the done flag of the last iteration and, when it is
+        set, the trajectory, i.e. the data of what the status function returned since the
+        trajectory was last handed over (a dict for each ``JsonRawData``); else ``[]``.
+        """
+        with self._diagnosing():
+            self.loop.run_until(
+                self.loop.time_ns + num_iterations * self.config.timestep_ns, until_done=False
+            )
+        done = self.loop.done
+        return done, self._trajectory() if done else []
+
+    def _trajectory(self) -> list[Any]:
+        return [observation.data for observation in self.loop.take_trajectory()]
+
+    def run_until_timeout(
+        self, progress: Callable[[Simulation], None] | None = None
+    ) -> tuple[bool, bool, list[Any]]:
+        """Step until SimulationTimeout or the status function's done flag ends the run.
+
+        NRP-core's ``run_until_timeout``: returns the done flag, whether SimulationTimeout
+        was reached, and the trajectory (see ``run_loop``).
 
         Args:
             progress: Called after every SimulationTimestep (e.g. to print progress).
@@ -208,6 +230,8 @@ class Simulation:
                 progress(self)
         if progress is not None:
             progress(self)
+        timeout = self.config.timeout_ns
+        return self.loop.done, 0 < timeout <= self.loop.time_ns, self._trajectory()
 
     @property
     def functions_cannot_stop(self) -> bool:

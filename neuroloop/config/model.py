@@ -153,7 +153,8 @@ class SimulationConfig:
     timeout_ns: int
     """``SimulationTimeout`` in simulated nanoseconds; 0 means no timeout."""
     timestep_ns: int
-    """``SimulationTimestep`` in nanoseconds: how far the loop advances per iteration."""
+    """``SimulationTimestep`` in nanoseconds: how far the loop advances per iteration; the
+    smallest ``EngineTimestep`` if the config does not say (NRP-core's loop timestep)."""
     loop: str
     """``SimulationLoop``, e.g. ``"FTILoop"``."""
     engines: tuple[EngineConfig, ...]
@@ -295,17 +296,23 @@ def _existing_file(value: str, directory: Path, label: str, where: JsonPath) -> 
 def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig:
     """Freeze a validated, defaulted, resolved document into dataclasses."""
     status = document["StatusFunction"]
+    engines = tuple(
+        _engine(section, index, path.parent, label)
+        for index, section in enumerate(document["EngineConfigs"])
+    )
+    timestep = document["SimulationTimestep"]
     return SimulationConfig(
         path=path,
         name=document["SimulationName"],
         description=document["SimulationDescription"],
         timeout_ns=seconds_to_ns(document["SimulationTimeout"], "SimulationTimeout"),
-        timestep_ns=_timestep_ns(document["SimulationTimestep"], ("SimulationTimestep",), label),
-        loop=document["SimulationLoop"],
-        engines=tuple(
-            _engine(section, index, path.parent, label)
-            for index, section in enumerate(document["EngineConfigs"])
+        timestep_ns=(
+            min(engine.timestep_ns for engine in engines)
+            if timestep is None
+            else _timestep_ns(timestep, ("SimulationTimestep",), label)
         ),
+        loop=document["SimulationLoop"],
+        engines=engines,
         functions=tuple(
             FunctionConfig(item["Name"], Path(item["FileName"]), item["IsActive"])
             for item in document["DataPackProcessingFunctions"]
