@@ -147,7 +147,8 @@ class ScriptEngine(Engine):
         self.script.runLoop(timestep_ns)
 
     def shutdown(self) -> None:
-        self.script.shutdown()
+        if hasattr(self, "script"):  # not if loading the script failed
+            self.script.shutdown()
 
     @property
     def datapack_names(self) -> Sequence[str]:

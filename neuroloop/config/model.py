@@ -27,6 +27,13 @@ from types import MappingProxyType
 from typing import Any
 
 from neuroloop.config.document import load_document
+from neuroloop.config.nrp import (
+    ScriptKeys,
+    read_leniently,
+    refuse_unsupported,
+    restore_script_keys,
+    take_script_keys,
+)
 from neuroloop.config.schema import (
     EXTRA_CONFIGS,
     SIMULATION_SCHEMA,
@@ -84,8 +91,9 @@ class EngineConfig:
     """``EngineEnvParams`` as ``(KEY, VALUE)`` pairs, in config order."""
     launch_type: str
     """``EngineLaunchCommand.LaunchType``: ``"BasicFork"`` or ``"EmptyLaunchCommand"``."""
-    command_timeout_s: float
-    """``EngineCommandTimeout``: wall-clock seconds to wait for one call."""
+    command_timeout_s: float | None
+    """``EngineCommandTimeout``: wall-clock seconds to wait for one call; None: no limit
+    (the config said 0 or less, as NRP-core)."""
     launch_timeout_s: float
     """``EngineLaunchTimeout``: wall-clock seconds to wait for health checks after launch."""
     server_address: str
@@ -118,7 +126,7 @@ class ExternalProcessConfig:
     """One entry of ``ExternalProcesses``."""
 
     name: str
-    """``Name``: unique among external processes; errors and logs use it."""
+    """``Name`` (``program#index`` if the config has none): errors and logs use it."""
     proc_cmd: str
     """``ProcCmd``: the command that starts the process."""
     proc_start_params: tuple[str, ...]
@@ -212,7 +220,18 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationCo
     """
     file = Path(path)
     label = str(path)
-    document, blame = load_document(path, SIMULATION_SCHEMA, overrides)
+    script_keys: ScriptKeys = {}
+
+    def prepare(document: dict[str, Any]) -> None:
+        refuse_unsupported(document, label)
+        script_keys.update(take_script_keys(document))
+
+    try:
+        document, blame = load_document(path, SIMULATION_SCHEMA, overrides, prepare)
+    except ConfigError:
+        refuse_unsupported(read_leniently(file), label)  # say that first, if that is it
+        raise
+    restore_script_keys(document, script_keys)
     try:
         _check_unique_names(document, label)
         _resolve_files(document, file.resolve().parent, label)
@@ -231,7 +250,9 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
     ):
         first: dict[str, int] = {}
         for index, item in enumerate(document.get(section, ())):
-            name = item[key]
+            name = item.get(key)
+            if name is None:
+                continue
             if name in first:
                 raise ConfigError(
                     label,
@@ -322,16 +343,22 @@ def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig
         ),
         external_processes=tuple(
             ExternalProcessConfig(
-                name=item["Name"],
+                name=item["Name"] or _process_name(item["ProcCmd"], index),
                 proc_cmd=item["ProcCmd"],
                 proc_start_params=tuple(item["ProcStartParams"]),
                 env_params=_env_pairs(item["ProcEnvParams"]),
             )
-            for item in document["ExternalProcesses"]
+            for index, item in enumerate(document["ExternalProcesses"])
         ),
         document=MappingProxyType(document),
         task=_task(document.get("Task")),
     )
+
+
+def _process_name(command: str, index: int) -> str:
+    """The name of an external process the config does not name: its program and index."""
+    program = Path(command.split()[0]).name if command.split() else "process"
+    return f"{program}#{index}"
 
 
 def _task(section: Mapping[str, Any] | None) -> TaskConfig | None:
@@ -361,7 +388,9 @@ def _engine(section: Mapping[str, Any], index: int, directory: Path, label: str)
         proc_start_params=tuple(section["EngineProcStartParams"]),
         env_params=_env_pairs(section["EngineEnvParams"]),
         launch_type=section["EngineLaunchCommand"]["LaunchType"],
-        command_timeout_s=float(section["EngineCommandTimeout"]),
+        command_timeout_s=(
+            float(section["EngineCommandTimeout"]) if section["EngineCommandTimeout"] > 0 else None
+        ),
         launch_timeout_s=float(section["EngineLaunchTimeout"]),
         server_address=section["ServerAddress"],
         secret_file=(
