@@ -44,6 +44,8 @@ def test_valid_nrp_core_keys_are_accepted_with_their_meaning(tmp_path: Path) -> 
         ServerOptions="{'workers': 1}",
         dumps=3,
         simulationID="run-7",
+        EngineNumber=2,
+        WorldFileName="CartPole-v1",
     )
     config = load_config(path)
     python_1, python_2 = config.engines
@@ -52,6 +54,9 @@ def test_valid_nrp_core_keys_are_accepted_with_their_meaning(tmp_path: Path) -> 
     assert [process.name for process in config.external_processes] == ["sleep#0", "sleep#1"]
     # Custom keys reach the engine's section, which its script reads as self._config.
     assert python_1.section["dumps"] == 3 and python_1.section["simulationID"] == "run-7"
+    assert python_1.section["EngineNumber"] == 2  # not a misspelt EngineName
+    # A script's WorldFileName is the script's to read: a file, or e.g. a Gym id.
+    assert python_1.section["WorldFileName"] == "CartPole-v1"
     assert "dumps" not in python_2.section
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from neuroloop.config.document import load_document
 from neuroloop.config.nrp import (
+    SCRIPT_ENGINE_TYPES,
     ScriptKeys,
     read_leniently,
     refuse_unsupported,
@@ -82,7 +83,8 @@ class EngineConfig:
     python_file: Path | None
     """``PythonFileName``: absolute path of the NRP-core engine script, if any."""
     world_file: Path | None
-    """``WorldFileName``: absolute path of the world or model file, if any."""
+    """``WorldFileName``: absolute path of the world or model file, if any (for a script
+    engine, as written when it names no file: the script reads it)."""
     proc_cmd: str
     """``EngineProcCmd``; empty means neuroloop's own engine server."""
     proc_start_params: tuple[str, ...]
@@ -267,7 +269,11 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
     """Make every file path in the document absolute, checking that the file exists."""
     where: JsonPath
     for index, engine in enumerate(document["EngineConfigs"]):
-        for key in _ENGINE_FILE_KEYS:
+        keys: tuple[str, ...] = _ENGINE_FILE_KEYS
+        if engine["EngineType"] in SCRIPT_ENGINE_TYPES:
+            keys = ("PythonFileName",)
+            engine["WorldFileName"] = _script_world(engine["WorldFileName"], directory)
+        for key in keys:
             if engine[key] is not None:
                 engine[key] = _existing_file(
                     engine[key], directory, label, ("EngineConfigs", index, key)
@@ -290,6 +296,14 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
         target, _, class_name = task["Name"].rpartition(":")
         resolved = _existing_file(target, directory, label, ("Task", "Name"))
         task["Name"] = f"{resolved}:{class_name}"
+
+
+def _script_world(value: str | None, directory: Path) -> str | None:
+    """A script engine's ``WorldFileName``: absolute if it names an existing file, else as
+    written (NRP-core leaves its meaning to the script, e.g. a Gym environment id)."""
+    if value is None or not (directory / value).is_file():
+        return value
+    return str((directory / value).resolve())
 
 
 def _check_engine_extras(document: dict[str, Any], label: str) -> None:

@@ -45,9 +45,10 @@ NRP_CORE_ENGINE_TYPES: Mapping[str, str] = {
 SCRIPT_ENGINE_TYPES = ("python_json", "python_grpc", "py_sim")
 """Engine types whose user script reads its engine section, custom keys included."""
 
-TYPO_CUTOFF = 0.75
+TYPO_CUTOFF = 0.85
 """How close (difflib ratio, case-insensitive) a custom key may be to a known key before it
-is taken for a misspelling of it."""
+is taken for a misspelling of it: ``EngineTimestepp`` (0.97) is a typo, NRP-core's own
+``EngineNumber`` (0.82 to ``EngineName``) a script's key."""
 
 
 @dataclass(frozen=True)
