@@ -309,7 +309,7 @@ class Simulation:
                     modules,
                 )
         status = None
-        if config.status_function is not None:
+        if config.status_function is not None and config.status_function.is_active:
             found = load_functions(
                 config.status_function.name,
                 config.status_function.file,

@@ -77,6 +77,16 @@ def test_custom_keys_reach_the_script_of_a_running_engine(tmp_path: Path) -> Non
         assert sim.datapack("clock", "python_1") == {"time": 0, "steps": 0, "dumps": 3}
 
 
+def test_an_inactive_status_function_is_not_run(tmp_path: Path) -> None:
+    path = nrp_config(tmp_path)
+    document = json.loads(path.read_text())
+    document["StatusFunction"]["IsActive"] = False
+    path.write_text(json.dumps(document))
+    with Simulation.from_config(path, echo_engine_output=False) as sim:
+        sim.run_until_timeout()
+        assert sim.time_ns == 1_000_000_000  # SimulationTimeout, not the status function
+
+
 def test_a_misspelt_engine_key_is_still_refused_with_a_hint(tmp_path: Path) -> None:
     path = nrp_config(tmp_path, EngineTimestepp=0.02)
     with pytest.raises(ConfigError, match="did you mean 'EngineTimestep'"):

@@ -353,7 +353,9 @@ def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig
             for item in document["DataPackProcessingFunctions"]
         ),
         status_function=(
-            FunctionConfig(status["Name"], Path(status["FileName"]), True) if status else None
+            FunctionConfig(status["Name"], Path(status["FileName"]), status["IsActive"])
+            if status
+            else None
         ),
         external_processes=tuple(
             ExternalProcessConfig(
