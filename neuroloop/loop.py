@@ -16,13 +16,13 @@ the engines due at t, in NRP-core's order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from neuroloop.datapack import DataPack, DataPackValue
 from neuroloop.errors import EngineError
-from neuroloop.functions import DataPackStore, FunctionManager
+from neuroloop.functions import Cycle, DataPackStore, LoadedFunction
 
 
 class PendingStep(Protocol):
@@ -40,6 +40,23 @@ class SteppableEngine(Protocol):
     def step_async(
         self, to_set: Mapping[str, DataPackValue], timestep_ns: int, get: Sequence[str]
     ) -> PendingStep: ...
+
+
+class DataPackProcessor(Protocol):
+    """What the loop runs between steps: transceiver functions (``FunctionManager``) or a
+    computational graph (``neuroloop.graph.ComputationalGraph``)."""
+
+    last_status: dict[str, Any]
+    task: object | None
+
+    @property
+    def status(self) -> LoadedFunction | None: ...
+
+    def requested(self, engine: str, constant: bool = False) -> list[str]: ...
+
+    def run(
+        self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int
+    ) -> Cycle: ...
 
 
 class Recorder(Protocol):
@@ -68,14 +85,14 @@ class FTILoop:
 
     Args:
         engines: Engine clients paired with their ``EngineTimestep`` in nanoseconds.
-        functions: The loaded functions.
+        functions: The loaded functions, or a computational graph.
         recorder: Optional sink for every datapack exchanged.
     """
 
     def __init__(
         self,
         engines: Sequence[tuple[SteppableEngine, int]],
-        functions: FunctionManager,
+        functions: DataPackProcessor,
         recorder: Recorder | None = None,
     ) -> None:
         for engine, timestep_ns in engines:

@@ -26,9 +26,10 @@ from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
 from neuroloop.engine import Engine, load_engine_class
 from neuroloop.errors import ConfigError, EngineCrashError, EngineError
 from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, load_functions
+from neuroloop.graph import load_graph
 from neuroloop.launcher import Launcher, ManagedProcess
 from neuroloop.local import EngineLink, LocalEngine
-from neuroloop.loop import FTILoop, Recorder
+from neuroloop.loop import DataPackProcessor, FTILoop, Recorder
 from neuroloop.secret import SECRET_ENV, new_secret, read_secret_file
 from neuroloop.tasks import build_task
 
@@ -292,11 +293,13 @@ class Simulation:
         with ThreadPoolExecutor(len(self.clients)) as pool:
             list(pool.map(lambda client: client.reset(seed), self.clients.values()))
 
-    def _load_functions(self) -> FunctionManager:
+    def _load_functions(self) -> DataPackProcessor:
         config = self.config
         engines = [e.name for e in config.engines]
         loaded: list[LoadedFunction] = []
         modules: dict[Path, ModuleType] = {}
+        if config.processor == "cg":
+            return load_graph(config.graph_files, engines, str(config.path), modules)
         for index, entry in enumerate(config.functions):
             if entry.is_active:
                 loaded += load_functions(

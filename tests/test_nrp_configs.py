@@ -116,7 +116,6 @@ UNSUPPORTED = [
     ({"ROSNode": {}}, {}, "ROSNode={}: ROS (NRP-core's ROS node) is not supported"),
     ({"MQTTNode": {}}, {}, "MQTT (NRP-core's MQTT client) is not supported"),
     ({"SimulationLoop": "EventLoop"}, {}, "NRP-core's EventLoop is not supported"),
-    ({"DataPackProcessor": "cg"}, {}, "NRP-core's computational graph is not supported"),
     ({"ProcessLauncherType": "Docker"}, {}, 'ProcessLauncherType="Docker" is not supported'),
 ]
 

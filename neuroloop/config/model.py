@@ -180,6 +180,10 @@ class SimulationConfig:
     validates against the schema, so it can be saved and loaded again."""
     task: TaskConfig | None = None
     """``Task``, if any."""
+    processor: str = "tf"
+    """``DataPackProcessor``: ``"tf"`` (functions) or ``"cg"`` (the computational graph)."""
+    graph_files: tuple[Path, ...] = ()
+    """``ComputationalGraph``: the graph files, absolute."""
 
     @property
     def directory(self) -> Path:
@@ -236,6 +240,7 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationCo
     restore_script_keys(document, script_keys)
     try:
         _check_unique_names(document, label)
+        _check_processor(document, label)
         _resolve_files(document, file.resolve().parent, label)
         _check_engine_extras(document, label)
         return _build(document, file.resolve(), label)
@@ -265,6 +270,25 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
             first[name] = index
 
 
+def _check_processor(document: Mapping[str, Any], label: str) -> None:
+    """Functions go with DataPackProcessor tf, a ComputationalGraph with cg."""
+    graph = document["DataPackProcessor"] == "cg"
+    if graph and not document["ComputationalGraph"]:
+        raise ConfigError(
+            label, "ComputationalGraph", "graph files with DataPackProcessor cg", "none"
+        )
+    for key in ("DataPackProcessingFunctions", "StatusFunction", "ComputationalGraph"):
+        used = document[key] not in (None, [])
+        if used and graph != (key == "ComputationalGraph"):
+            processor = "tf" if key != "ComputationalGraph" else "cg"
+            raise ConfigError(
+                label,
+                key,
+                f"{key} only with DataPackProcessor {processor}",
+                f"DataPackProcessor={show(document['DataPackProcessor'])}",
+            )
+
+
 def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> None:
     """Make every file path in the document absolute, checking that the file exists."""
     where: JsonPath
@@ -287,6 +311,9 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
     for index, function in enumerate(document["DataPackProcessingFunctions"]):
         where = ("DataPackProcessingFunctions", index, "FileName")
         function["FileName"] = _existing_file(function["FileName"], directory, label, where)
+    for index, file in enumerate(document["ComputationalGraph"]):
+        where = ("ComputationalGraph", index)
+        document["ComputationalGraph"][index] = _existing_file(file, directory, label, where)
     if document["StatusFunction"] is not None:
         status = document["StatusFunction"]
         where = ("StatusFunction", "FileName")
@@ -368,6 +395,8 @@ def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig
         ),
         document=MappingProxyType(document),
         task=_task(document.get("Task")),
+        processor=document["DataPackProcessor"],
+        graph_files=tuple(Path(file) for file in document["ComputationalGraph"]),
     )
 
 

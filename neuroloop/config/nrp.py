@@ -66,8 +66,6 @@ class Unsupported:
 UNSUPPORTED_FEATURES = (
     Unsupported("SimulationLoop", "EventLoop", "NRP-core's EventLoop"),
     Unsupported("EventLoop", None, "NRP-core's EventLoop"),
-    Unsupported("DataPackProcessor", "cg", "NRP-core's computational graph"),
-    Unsupported("ComputationalGraph", None, "NRP-core's computational graph"),
     Unsupported("ROSNode", None, "ROS (NRP-core's ROS node)"),
     Unsupported("MQTTNode", None, "MQTT (NRP-core's MQTT client)"),
 )
