@@ -227,6 +227,33 @@ class Iteration(_Connect):
         node.inputs[self.keyword] = TimeInput("iteration")
 
 
+class UnsupportedNodeError(NeuroloopError):
+    """A graph file uses an NRP-core node kind that neuroloop does not run."""
+
+
+UNSUPPORTED_NODES = {
+    "MQTTSubscriber": "MQTT nodes",
+    "MQTTPublisher": "MQTT nodes",
+    "RosSubscriber": "ROS nodes",
+    "RosPublisher": "ROS nodes",
+    "FromSpiNNaker": "SpiNNaker nodes",
+    "ToSpiNNaker": "SpiNNaker nodes",
+    "createFNFromFactoryModule": "C++ functional nodes",
+}
+"""NRP-core graph decorators and factories neuroloop refuses, with what they are."""
+
+
+def unsupported_node(name: str) -> Callable[..., Any]:
+    """A stand-in for NRP-core's ``name`` that refuses, naming what is unsupported."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise UnsupportedNodeError(
+            f"{name}: NRP-core's {UNSUPPORTED_NODES[name]} are not supported by neuroloop"
+        )
+
+    return refuse
+
+
 @dataclass
 class _Port:
     """The last value an output port published, and the cycle it did."""

@@ -16,6 +16,8 @@ the engines due at t, in NRP-core's order:
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -256,3 +258,52 @@ class FTILoop:
             time_ns = slot.engine.time_ns
             for key, value in values.items():
                 self.recorder.record(time_ns, "from_engine", name, key, value)
+
+
+class EventLoop(FTILoop):
+    """NRP-core's EventLoop, without engines: the graph runs once per ``timestep_ns`` of
+    wall-clock time, its clock reading the milliseconds since the loop started.
+
+    ``time_ns`` is the loop's scheduled time (iteration x timestep); a cycle that starts
+    more than ``warn_ns`` late prints a warning, as NRP-core does.
+
+    Args:
+        graph: The computational graph (it sends nothing: there are no engines).
+        timestep_ns: Wall-clock length of one cycle.
+        warn_ns: How late a cycle may start before the warning.
+    """
+
+    def __init__(self, graph: DataPackProcessor, timestep_ns: int, warn_ns: int) -> None:
+        super().__init__([], graph)
+        if timestep_ns <= 0:
+            raise ValueError(f"EventLoop.Timestep: expected > 0 ns. Received: {timestep_ns}")
+        self.timestep_ns = timestep_ns
+        self.warn_ns = warn_ns
+        self._started_ns: int | None = None
+
+    def run_until(self, stop_ns: int, until_done: bool = True) -> bool:
+        """Run cycles, each at its wall-clock time, until the scheduled time is ``stop_ns``."""
+        if self._started_ns is None:
+            self._started_ns = time.monotonic_ns()
+        while self.time_ns < stop_ns and not (until_done and self.done):
+            late_ns = time.monotonic_ns() - (self._started_ns + self.time_ns)
+            if late_ns < 0:
+                time.sleep(-late_ns / 1e9)
+            elif late_ns > self.warn_ns:
+                print(
+                    f"[EventLoop] cycle {self.iteration} started {late_ns / 1e9:.4f} s late "
+                    f"(Timestep {self.timestep_ns / 1e9:g} s)",
+                    file=sys.stderr,
+                )
+            elapsed_ns = time.monotonic_ns() - self._started_ns
+            cycle = self.functions.run((), self.store, elapsed_ns, self.iteration)
+            self.trajectory += cycle.observations
+            self.done = cycle.done
+            self.iteration += 1
+            self.time_ns += self.timestep_ns
+        return self.done
+
+    def restart(self, initial: Mapping[str, Mapping[str, DataPackValue]]) -> None:
+        """Start again at time 0; the wall clock restarts with the next run."""
+        super().restart(initial)
+        self._started_ns = None

@@ -21,7 +21,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from neuroloop.client import EngineClient, EngineUnavailableError
-from neuroloop.config import EngineConfig, SimulationConfig, load_config
+from neuroloop.config import EngineConfig, SimulationConfig, load_config, seconds_to_ns
 from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
 from neuroloop.engine import Engine, load_engine_class
 from neuroloop.errors import ConfigError, EngineCrashError, EngineError
@@ -29,7 +29,7 @@ from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, l
 from neuroloop.graph import load_graph
 from neuroloop.launcher import Launcher, ManagedProcess
 from neuroloop.local import EngineLink, LocalEngine
-from neuroloop.loop import DataPackProcessor, FTILoop, Recorder
+from neuroloop.loop import DataPackProcessor, EventLoop, FTILoop, Recorder
 from neuroloop.secret import SECRET_ENV, new_secret, read_secret_file
 from neuroloop.tasks import build_task
 
@@ -119,6 +119,12 @@ class Simulation:
                     environment,
                     guarded=bool(engine.proc_cmd),
                 )
+        if self.config.loop == "EventLoop":
+            settings = self.config.event_loop
+            warn_ns = seconds_to_ns(settings["TimestepWarnThreshold"], "TimestepWarnThreshold")
+            self._loop = EventLoop(functions, self.config.timestep_ns, warn_ns)
+            self._restart()
+            return
         with self._diagnosing():
             for engine in self.config.engines:
                 self.clients[engine.name] = local.get(engine.name) or self._connect(engine)
@@ -290,6 +296,8 @@ class Simulation:
 
     def _reset_engines(self, seed: int | None) -> None:
         """Reset every engine concurrently with ``seed``."""
+        if not self.clients:
+            return
         with ThreadPoolExecutor(len(self.clients)) as pool:
             list(pool.map(lambda client: client.reset(seed), self.clients.values()))
 
@@ -298,8 +306,11 @@ class Simulation:
         engines = [e.name for e in config.engines]
         loaded: list[LoadedFunction] = []
         modules: dict[Path, ModuleType] = {}
-        if config.processor == "cg":
-            return load_graph(config.graph_files, engines, str(config.path), modules)
+        if config.loop == "EventLoop" or config.processor == "cg":
+            output_driven = config.event_loop["ExecutionMode"] == "OutputDriven"
+            if config.loop == "FTILoop":
+                output_driven = True  # NRP-core runs a graph in the FTILoop OutputDriven
+            return load_graph(config.graph_files, engines, str(config.path), modules, output_driven)
         for index, entry in enumerate(config.functions):
             if entry.is_active:
                 loaded += load_functions(

@@ -115,7 +115,11 @@ UNSUPPORTED = [
     ),
     ({"ROSNode": {}}, {}, "ROSNode={}: ROS (NRP-core's ROS node) is not supported"),
     ({"MQTTNode": {}}, {}, "MQTT (NRP-core's MQTT client) is not supported"),
-    ({"SimulationLoop": "EventLoop"}, {}, "NRP-core's EventLoop is not supported"),
+    (
+        {"SimulationLoop": "EventLoop"},
+        {},
+        "NRP-core's EventLoop with engines (run beside it, asynchronously) is not supported",
+    ),
     ({"ProcessLauncherType": "Docker"}, {}, 'ProcessLauncherType="Docker" is not supported'),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from neuroloop.errors import ConfigError
 from neuroloop.functions import DataPackStore, FunctionError
 from neuroloop.graph import ComputationalGraph, load_graph
 from neuroloop.simulation import Simulation
-from tests.processes import FIXTURES
+from tests.processes import FIXTURES, run_neuroloop
 
 MS = 1_000_000
 
@@ -153,10 +154,10 @@ def test_the_graph_replaces_transceiver_functions_in_the_fti_loop() -> None:
         ({"ComputationalGraph": []}, "ComputationalGraph: expected graph files with"),
         (
             {"StatusFunction": {"Name": "s", "FileName": "status_function.py"}},
-            "StatusFunction: expected StatusFunction only with DataPackProcessor tf. Received: "
-            'DataPackProcessor="cg"',
+            "StatusFunction: expected StatusFunction only with DataPackProcessor tf (FTILoop). "
+            'Received: DataPackProcessor="cg", SimulationLoop="FTILoop"',
         ),
-        ({"DataPackProcessor": "tf"}, "ComputationalGraph only with DataPackProcessor cg"),
+        ({"DataPackProcessor": "tf"}, "ComputationalGraph only with DataPackProcessor cg or"),
     ],
 )
 def test_functions_go_with_tf_and_a_graph_with_cg(
@@ -168,3 +169,31 @@ def test_functions_go_with_tf_and_a_graph_with_cg(
     (tmp_path / "graph_config.json").write_text(json.dumps({**document, **change}))
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config(tmp_path / "graph_config.json")
+
+
+def test_the_event_loop_runs_the_graph_every_timestep_of_wall_clock_time() -> None:
+    # Timestep 0.05 s, Timeout 0.3 s: cycles 0..5 start at k * 50 ms after the loop starts;
+    # the clock node reads the milliseconds since then, so never less than k * 50.
+    started = time.monotonic()
+    with Simulation.from_config(FIXTURES / "nrp" / "event_loop.json") as sim:
+        assert sim.run_until_timeout() == (False, True, [])
+        graph = sim.loop.functions
+        assert isinstance(graph, ComputationalGraph)
+        ticks = graph.nodes[0].func.__globals__["TICKS"]
+    assert time.monotonic() - started >= 0.25
+    assert [iteration for iteration, _ in ticks] == list(range(6))
+    assert all(clock_ms >= 50 * k for k, (_, clock_ms) in enumerate(ticks))
+    assert sim.time_ns == 300 * MS
+
+
+def test_an_unsupported_graph_node_is_one_line_naming_it(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "nrp" / "event_loop.json", tmp_path)
+    (tmp_path / "event_loop_graph.py").write_text(
+        "from nrp_core.event_loop import *\n"
+        "fn = createFNFromFactoryModule(module_name='lib.so', function_name='f', node_name='n')\n"
+    )
+    run = run_neuroloop("run", tmp_path / "event_loop.json", timeout=60)
+    assert run.returncode == 2
+    [line] = run.stderr.splitlines()
+    assert "line 2: loading it raised UnsupportedNodeError: createFNFromFactoryModule: " in line
+    assert "NRP-core's C++ functional nodes are not supported by neuroloop" in line

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
@@ -161,10 +161,12 @@ class SimulationConfig:
     description: str
     """``SimulationDescription``."""
     timeout_ns: int
-    """``SimulationTimeout`` in simulated nanoseconds; 0 means no timeout."""
+    """``SimulationTimeout`` in simulated nanoseconds; 0 means no timeout. For the EventLoop,
+    ``EventLoop.Timeout`` (wall-clock)."""
     timestep_ns: int
     """``SimulationTimestep`` in nanoseconds: how far the loop advances per iteration; the
-    smallest ``EngineTimestep`` if the config does not say (NRP-core's loop timestep)."""
+    smallest ``EngineTimestep`` if the config does not say (NRP-core's loop timestep). For
+    the EventLoop, ``EventLoop.Timestep`` (wall-clock)."""
     loop: str
     """``SimulationLoop``, e.g. ``"FTILoop"``."""
     engines: tuple[EngineConfig, ...]
@@ -180,6 +182,8 @@ class SimulationConfig:
     validates against the schema, so it can be saved and loaded again."""
     task: TaskConfig | None = None
     """``Task``, if any."""
+    event_loop: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """``EventLoop``: the EventLoop's settings, defaults filled."""
     processor: str = "tf"
     """``DataPackProcessor``: ``"tf"`` (functions) or ``"cg"`` (the computational graph)."""
     graph_files: tuple[Path, ...] = ()
@@ -271,21 +275,26 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
 
 
 def _check_processor(document: Mapping[str, Any], label: str) -> None:
-    """Functions go with DataPackProcessor tf, a ComputationalGraph with cg."""
-    graph = document["DataPackProcessor"] == "cg"
+    """Functions go with DataPackProcessor tf, a ComputationalGraph with cg (or the
+    EventLoop, which always runs a graph)."""
+    graph = document["DataPackProcessor"] == "cg" or document["SimulationLoop"] == "EventLoop"
     if graph and not document["ComputationalGraph"]:
         raise ConfigError(
-            label, "ComputationalGraph", "graph files with DataPackProcessor cg", "none"
+            label,
+            "ComputationalGraph",
+            "graph files with DataPackProcessor cg or the EventLoop",
+            "none",
         )
     for key in ("DataPackProcessingFunctions", "StatusFunction", "ComputationalGraph"):
         used = document[key] not in (None, [])
         if used and graph != (key == "ComputationalGraph"):
-            processor = "tf" if key != "ComputationalGraph" else "cg"
+            processor = "tf (FTILoop)" if key != "ComputationalGraph" else "cg or the EventLoop"
             raise ConfigError(
                 label,
                 key,
                 f"{key} only with DataPackProcessor {processor}",
-                f"DataPackProcessor={show(document['DataPackProcessor'])}",
+                f"DataPackProcessor={show(document['DataPackProcessor'])}, "
+                f"SimulationLoop={show(document['SimulationLoop'])}",
             )
 
 
@@ -362,17 +371,23 @@ def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig
         _engine(section, index, path.parent, label)
         for index, section in enumerate(document["EngineConfigs"])
     )
+    timeout, timeout_key = document["SimulationTimeout"], "SimulationTimeout"
     timestep = document["SimulationTimestep"]
+    if document["SimulationLoop"] == "EventLoop":
+        timeout, timeout_key = document["EventLoop"]["Timeout"], "EventLoop.Timeout"
+        timestep_ns = _timestep_ns(
+            document["EventLoop"]["Timestep"], ("EventLoop", "Timestep"), label
+        )
+    elif timestep is None:
+        timestep_ns = min(engine.timestep_ns for engine in engines)
+    else:
+        timestep_ns = _timestep_ns(timestep, ("SimulationTimestep",), label)
     return SimulationConfig(
         path=path,
         name=document["SimulationName"],
         description=document["SimulationDescription"],
-        timeout_ns=seconds_to_ns(document["SimulationTimeout"], "SimulationTimeout"),
-        timestep_ns=(
-            min(engine.timestep_ns for engine in engines)
-            if timestep is None
-            else _timestep_ns(timestep, ("SimulationTimestep",), label)
-        ),
+        timeout_ns=seconds_to_ns(timeout, timeout_key),
+        timestep_ns=timestep_ns,
         loop=document["SimulationLoop"],
         engines=engines,
         functions=tuple(
@@ -395,6 +410,7 @@ def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig
         ),
         document=MappingProxyType(document),
         task=_task(document.get("Task")),
+        event_loop=MappingProxyType(dict(document["EventLoop"])),
         processor=document["DataPackProcessor"],
         graph_files=tuple(Path(file) for file in document["ComputationalGraph"]),
     )

@@ -64,8 +64,6 @@ class Unsupported:
 
 
 UNSUPPORTED_FEATURES = (
-    Unsupported("SimulationLoop", "EventLoop", "NRP-core's EventLoop"),
-    Unsupported("EventLoop", None, "NRP-core's EventLoop"),
     Unsupported("ROSNode", None, "ROS (NRP-core's ROS node)"),
     Unsupported("MQTTNode", None, "MQTT (NRP-core's MQTT client)"),
 )
@@ -89,6 +87,15 @@ def refuse_unsupported(document: Mapping[str, Any], label: str) -> None:
                 "a feature neuroloop supports",
                 f"{shown}: {feature.feature} is not supported by neuroloop",
             )
+    engines = document.get("EngineConfigs")
+    if document.get("SimulationLoop") == "EventLoop" and isinstance(engines, list) and engines:
+        raise ConfigError(
+            label,
+            "EngineConfigs",
+            "no engines with SimulationLoop EventLoop",
+            f"{len(engines)} engine(s): NRP-core's EventLoop with engines (run beside it, "
+            "asynchronously) is not supported by neuroloop",
+        )
     launcher = document.get("ProcessLauncherType", "Basic")
     if launcher not in SUPPORTED_PROCESS_LAUNCHERS:
         raise ConfigError(
@@ -98,7 +105,6 @@ def refuse_unsupported(document: Mapping[str, Any], label: str) -> None:
             f"ProcessLauncherType={show(launcher)} is not supported by neuroloop",
         )
     supported = load_schema(SIMULATION_SCHEMA)["$defs"]["engine"]["properties"]["EngineType"]
-    engines = document.get("EngineConfigs")
     for index, engine in enumerate(engines if isinstance(engines, list) else ()):
         if not isinstance(engine, dict):
             continue
