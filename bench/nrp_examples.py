@@ -45,7 +45,7 @@ DEFAULT_NRP_CORE = Path("/work/.mirror/vvorobjov+nrp-core/repo")
 CONFIG_KEYS = ("SimulationName", "EngineConfigs")
 """A file is a simulation config if its top level has one of these keys."""
 
-UNSUPPORTED_MARK = "is not supported by neuroloop"
+UNSUPPORTED_MARK = "not supported by neuroloop"
 
 
 @dataclass(frozen=True)

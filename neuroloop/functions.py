@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue, JsonValue
-from neuroloop.errors import ConfigError, NeuroloopError
+from neuroloop.errors import ConfigError, NeuroloopError, UserCodeError
 from neuroloop.modules import load_file
 
 _simulation_time_ns: contextvars.ContextVar[int] = contextvars.ContextVar("time_ns", default=0)
@@ -244,6 +244,15 @@ def getSimulationIteration() -> int:
     return _simulation_iteration.get()
 
 
+UNSUPPORTED_MODULES = {
+    "pyNN": "SpiNNaker (NRP-core's pyNN.spiNNaker nodes)",
+    "rospy": "ROS",
+    "spynnaker": "SpiNNaker",
+}
+"""Modules NRP-core experiments import for integrations neuroloop lacks, with what they are:
+a function file failing to import one says so."""
+
+
 @dataclass(frozen=True)
 class LoadedFunction:
     """A declared function loaded from a config entry."""
@@ -271,6 +280,16 @@ def load_function_file(path: Path, loaded: dict[Path, ModuleType] | None = None)
         module = load_file(path)
     except ValueError:
         raise ConfigError(str(path), "", "a Python file", "a file Python cannot load") from None
+    except UserCodeError as error:
+        missing = error.__cause__
+        if isinstance(missing, ModuleNotFoundError) and missing.name:
+            feature = UNSUPPORTED_MODULES.get(missing.name.partition(".")[0])
+            if feature is not None:
+                explained = ModuleNotFoundError(
+                    f"{missing}: {feature} is not supported by neuroloop"
+                ).with_traceback(missing.__traceback__)
+                raise UserCodeError(str(path), explained) from error
+        raise
     if loaded is not None:
         loaded[path] = module
     return module

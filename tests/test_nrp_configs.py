@@ -152,6 +152,12 @@ def test_an_unsupported_engine_is_named_even_in_a_file_with_a_repeated_key(
     [
         ("PythonFileName", "import no_such_module\n", "ModuleNotFoundError: No module named"),
         ("FileName", "from nrp_core import *\ndef broken(:\n", "SyntaxError: invalid syntax"),
+        (
+            "FileName",
+            "import pyNN.spiNNaker as sim\n",
+            "No module named 'pyNN': SpiNNaker (NRP-core's pyNN.spiNNaker nodes) is not "
+            "supported by neuroloop",
+        ),
     ],
 )
 def test_a_failing_user_file_is_one_line_naming_the_file_and_exit_2(
