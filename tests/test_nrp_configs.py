@@ -70,11 +70,13 @@ def test_custom_keys_reach_the_script_of_a_running_engine(tmp_path: Path) -> Non
         if file.name != "engine_1.py":
             shutil.copy(file, tmp_path)
     document = json.loads((NRP / "simulation_config.json").read_text())
-    document["EngineConfigs"][0]["dumps"] = 3
+    document["EngineConfigs"][0].update(dumps=3, EngineCommandTimeout=0)  # 0: no timeout
     document["StatusFunction"] = None
     (tmp_path / "custom.json").write_text(json.dumps(document))
     with Simulation.from_config(tmp_path / "custom.json", echo_engine_output=False) as sim:
         assert sim.datapack("clock", "python_1") == {"time": 0, "steps": 0, "dumps": 3}
+        sim.run_loop(2)  # steps without a deadline
+        assert sim.datapack("clock", "python_1") == {"time": 20_000_000, "steps": 2}
 
 
 def test_an_inactive_status_function_is_not_run(tmp_path: Path) -> None:
