@@ -248,9 +248,25 @@ UNSUPPORTED_MODULES = {
     "pyNN": "SpiNNaker (NRP-core's pyNN.spiNNaker nodes)",
     "rospy": "ROS",
     "spynnaker": "SpiNNaker",
+    "tvb": "TVB (The Virtual Brain)",
+    "tvb_data": "TVB (The Virtual Brain)",
+    "gym": "the legacy OpenAI gym package (neuroloop runs Gymnasium)",
 }
 """Modules NRP-core experiments import for integrations neuroloop lacks, with what they are:
-a function file failing to import one says so."""
+a function file or engine script failing to import one says so."""
+
+
+def explain_unsupported(error: UserCodeError) -> UserCodeError:
+    """``error``, saying which unsupported feature it is if a file failed to import one of
+    ``UNSUPPORTED_MODULES``."""
+    missing = error.__cause__
+    if not isinstance(missing, ModuleNotFoundError) or not missing.name:
+        return error
+    feature = UNSUPPORTED_MODULES.get(missing.name.partition(".")[0])
+    if feature is None:
+        return error
+    explained = ModuleNotFoundError(f"{missing}: {feature} is not supported by neuroloop")
+    return UserCodeError(error.path, explained.with_traceback(missing.__traceback__))
 
 
 @dataclass(frozen=True)
@@ -281,15 +297,7 @@ def load_function_file(path: Path, loaded: dict[Path, ModuleType] | None = None)
     except ValueError:
         raise ConfigError(str(path), "", "a Python file", "a file Python cannot load") from None
     except UserCodeError as error:
-        missing = error.__cause__
-        if isinstance(missing, ModuleNotFoundError) and missing.name:
-            feature = UNSUPPORTED_MODULES.get(missing.name.partition(".")[0])
-            if feature is not None:
-                explained = ModuleNotFoundError(
-                    f"{missing}: {feature} is not supported by neuroloop"
-                ).with_traceback(missing.__traceback__)
-                raise UserCodeError(str(path), explained) from error
-        raise
+        raise explain_unsupported(error) from error.__cause__
     if loaded is not None:
         loaded[path] = module
     return module

@@ -18,6 +18,8 @@ from typing import Any
 
 from neuroloop.datapack import DataPackValue, is_tensor_value
 from neuroloop.engine import Engine
+from neuroloop.errors import UserCodeError
+from neuroloop.functions import explain_unsupported
 from neuroloop.modules import load_file
 
 SCRIPT_CLASS = "Script"
@@ -127,6 +129,8 @@ class ScriptEngine(Engine):
             module = load_file(path)
         except ValueError as error:
             raise ValueError(f"PythonFileName: {error}") from None
+        except UserCodeError as error:
+            raise explain_unsupported(error) from error.__cause__
         script_class = getattr(module, SCRIPT_CLASS, None)
         if not (isinstance(script_class, type) and issubclass(script_class, EngineScript)):
             raise ValueError(

@@ -70,9 +70,17 @@ def test_custom_keys_reach_the_script_of_a_running_engine(tmp_path: Path) -> Non
         if file.name != "engine_1.py":
             shutil.copy(file, tmp_path)
     document = json.loads((NRP / "simulation_config.json").read_text())
-    document["EngineConfigs"][0].update(dumps=3, EngineCommandTimeout=0)  # 0: no timeout
+    document["EngineConfigs"][0].update(
+        dumps=3,
+        EngineCommandTimeout=0,  # 0: no timeout
+        # NRP-core's own server of the engine, behind a display wrapper: neuroloop's server.
+        EngineProcCmd="/usr/xpra-entrypoint.sh python_json_engine.py",
+        EngineProcStartParams=["--loglevel=info"],
+    )
     document["StatusFunction"] = None
     (tmp_path / "custom.json").write_text(json.dumps(document))
+    python_1 = load_config(tmp_path / "custom.json").engines[0]
+    assert (python_1.proc_cmd, python_1.proc_start_params) == ("", ())
     with Simulation.from_config(tmp_path / "custom.json", echo_engine_output=False) as sim:
         assert sim.datapack("clock", "python_1") == {"time": 0, "steps": 0, "dumps": 3}
         sim.run_loop(2)  # steps without a deadline
@@ -154,6 +162,11 @@ def test_an_unsupported_engine_is_named_even_in_a_file_with_a_repeated_key(
     [
         ("PythonFileName", "import no_such_module\n", "ModuleNotFoundError: No module named"),
         ("FileName", "from nrp_core import *\ndef broken(:\n", "SyntaxError: invalid syntax"),
+        (
+            "PythonFileName",
+            "import tvb.simulator\n",
+            "No module named 'tvb': TVB (The Virtual Brain) is not supported by neuroloop",
+        ),
         (
             "FileName",
             "import pyNN.spiNNaker as sim\n",

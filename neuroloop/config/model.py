@@ -33,6 +33,7 @@ from neuroloop.config.nrp import (
     read_leniently,
     refuse_unsupported,
     restore_script_keys,
+    runs_nrp_core_server,
     take_script_keys,
 )
 from neuroloop.config.schema import (
@@ -86,7 +87,8 @@ class EngineConfig:
     """``WorldFileName``: absolute path of the world or model file, if any (for a script
     engine, as written when it names no file: the script reads it)."""
     proc_cmd: str
-    """``EngineProcCmd``; empty means neuroloop's own engine server."""
+    """``EngineProcCmd``; empty means neuroloop's own engine server (also when the config's
+    command runs NRP-core's server of the engine, such as ``python_json_engine.py``)."""
     proc_start_params: tuple[str, ...]
     """``EngineProcStartParams``: extra command-line arguments."""
     env_params: tuple[tuple[str, str], ...]
@@ -436,6 +438,7 @@ def _engine(section: Mapping[str, Any], index: int, directory: Path, label: str)
     files = {
         key: Path(section[key]) if section[key] is not None else None for key in _ENGINE_FILE_KEYS
     }
+    nrp_server = runs_nrp_core_server(section["EngineProcCmd"])
     return EngineConfig(
         name=section["EngineName"],
         type=section["EngineType"],
@@ -445,8 +448,8 @@ def _engine(section: Mapping[str, Any], index: int, directory: Path, label: str)
         engine_class=section["EngineClass"],
         python_file=files["PythonFileName"],
         world_file=files["WorldFileName"],
-        proc_cmd=section["EngineProcCmd"],
-        proc_start_params=tuple(section["EngineProcStartParams"]),
+        proc_cmd="" if nrp_server else section["EngineProcCmd"],
+        proc_start_params=() if nrp_server else tuple(section["EngineProcStartParams"]),
         env_params=_env_pairs(section["EngineEnvParams"]),
         launch_type=section["EngineLaunchCommand"]["LaunchType"],
         command_timeout_s=(

@@ -42,6 +42,21 @@ NRP_CORE_ENGINE_TYPES: Mapping[str, str] = {
 }
 """NRP-core 1.4's engine types, each with what it is."""
 
+NRP_CORE_ENGINE_SERVERS = (
+    "python_json_engine.py",
+    "python_grpc_engine.py",
+    "NRPPySimExecutable",
+    "NRPNestJSONExecutable",
+)
+"""Programs of NRP-core's own servers for the engines neuroloop hosts itself."""
+
+
+def runs_nrp_core_server(command: str) -> bool:
+    """True if ``command`` starts one of NRP-core's engine servers (maybe behind a wrapper
+    such as ``xvfb-run``): neuroloop serves that engine with its own server instead."""
+    return any(Path(word).name in NRP_CORE_ENGINE_SERVERS for word in command.split())
+
+
 SCRIPT_ENGINE_TYPES = ("python_json", "python_grpc", "py_sim")
 """Engine types whose user script reads its engine section, custom keys included."""
 
