@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from neuroloop.config import load_config
+from neuroloop.config import SIMULATION_SCHEMA, load_config
+from neuroloop.config.schema import load_schema
 from neuroloop.errors import ConfigError
 from neuroloop.simulation import Simulation
 from tests.processes import FIXTURES, run_neuroloop
@@ -103,13 +104,18 @@ def test_a_misspelt_engine_key_is_still_refused_with_a_hint(tmp_path: Path) -> N
         load_config(path)
 
 
+SUPPORTED = ", ".join(
+    load_schema(SIMULATION_SCHEMA)["$defs"]["engine"]["properties"]["EngineType"]["enum"]
+)
+"""The engine types the schema lists (python_json, python_grpc, ...)."""
+
 UNSUPPORTED = [
     (
         {},
         {"EngineType": "gazebo_grpc", "GazeboWorldFile": "world.sdf"},
-        "EngineConfigs[0].EngineType: expected an engine type neuroloop supports (python_json, "
-        "python_grpc, python, gymnasium, mujoco, keras_brain). Received: "
-        'EngineType="gazebo_grpc": NRP-core\'s Gazebo engine is not supported by neuroloop',
+        f"EngineConfigs[0].EngineType: expected an engine type neuroloop supports ({SUPPORTED}). "
+        'Received: EngineType="gazebo_grpc": NRP-core\'s Gazebo engine is not supported by '
+        "neuroloop",
     ),
     (
         {},
