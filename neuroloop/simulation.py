@@ -226,11 +226,12 @@ class Simulation:
             progress: Called after every SimulationTimestep (e.g. to print progress).
         """
         if self.config.timeout_ns <= 0 and self.functions_cannot_stop:
+            key = "EventLoop.Timeout" if self.config.loop == "EventLoop" else "SimulationTimeout"
             raise ConfigError(
                 str(self.config.path),
-                "SimulationTimeout",
+                key,
                 "a timeout > 0 s or a StatusFunction, or the run would never end",
-                "SimulationTimeout=0 and no StatusFunction",
+                f"{key}=0 and no StatusFunction",
             )
         while not self.step():
             if progress is not None:

@@ -197,3 +197,13 @@ def test_an_unsupported_graph_node_is_one_line_naming_it(tmp_path: Path) -> None
     [line] = run.stderr.splitlines()
     assert "line 2: loading it raised UnsupportedNodeError: createFNFromFactoryModule: " in line
     assert "NRP-core's C++ functional nodes are not supported by neuroloop" in line
+
+
+def test_an_event_loop_without_a_timeout_is_refused_before_it_runs(tmp_path: Path) -> None:
+    shutil.copy(FIXTURES / "nrp" / "event_loop_graph.py", tmp_path)
+    document = json.loads((FIXTURES / "nrp" / "event_loop.json").read_text())
+    document["EventLoop"]["Timeout"] = 0
+    (tmp_path / "event_loop.json").write_text(json.dumps(document))
+    run = run_neuroloop("run", tmp_path / "event_loop.json", timeout=60)
+    assert run.returncode == 2
+    assert "EventLoop.Timeout: expected a timeout > 0 s or a StatusFunction" in run.stderr
