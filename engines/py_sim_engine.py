@@ -24,6 +24,7 @@ import gymnasium
 import mujoco
 import numpy as np
 
+from neuroloop.modules import import_extra
 from neuroloop.plugins.engines.mujoco_engine import physics_steps
 from neuroloop.script_engine import EngineScript, GrpcEngineScript, ScriptEngine
 
@@ -257,13 +258,7 @@ class OpensimSimulator(Simulator):
     """An OpenSim model whose actuators (muscles, ...) take one control each per step."""
 
     def __init__(self, world_file: str, visualizer: bool, settings: Mapping[str, Any]) -> None:
-        try:
-            import opensim
-        except ImportError:
-            raise ValueError(
-                "[Opensim] Simulator: expected the opensim package "
-                "(pip install 'neuroloop[opensim]'). Received: it is not installed"
-            ) from None
+        opensim = import_extra("opensim", "opensim", "[Opensim] Simulator")
         self.osim = opensim
         self.accuracy = float(settings["Integrator accuracy"])
         self.model = opensim.Model(world_file)
