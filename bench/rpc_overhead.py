@@ -335,6 +335,7 @@ def simulation(
         "EngineName": ENGINE_NAME,
         "EngineType": "python",
         "EngineClass": f"{BENCH_FILE}:{engine_class}",
+        "ProtobufPackages": ["Dump"],
         "EngineTimestep": TIMESTEP_S,
         "EngineCommandTimeout": COMMAND_TIMEOUT_S,
         "EngineLaunchTimeout": LAUNCH_TIMEOUT_S,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from neuroloop.errors import EngineError
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.simulation import Simulation
@@ -109,4 +111,29 @@ def test_an_nrp_style_grpc_experiment_exchanges_protobuf_datapacks() -> None:
         f"Dump.String:step {n}|Wrappers.Int64Value:{n}|trace={2 * n + 3}"
         for n in range(first, first + len(entries))
     ]
+    assert engine_processes(os.getpid()) == []
+
+
+def test_an_engine_accepts_only_messages_of_its_protobuf_packages(tmp_path: Path) -> None:
+    wire = codec.encode("text", "physics", dump_pb2.String(string_stream="abc"))
+    assert codec.decode(wire, ("Dump",))[2].string_stream == "abc"
+    with pytest.raises(ValueError, match=r"ProtobufPackages \(Wrappers\)\. Received: type='Dump"):
+        codec.decode(wire, ("Wrappers",))
+    with pytest.raises(ValueError, match=r"ProtobufPackages \(none\)"):
+        codec.encode("text", "physics", dump_pb2.String(), ())
+
+    # The receiver no longer lists Dump: the relay's Dump.String is refused by it.
+    document = json.loads(CONFIG.read_text())
+    for engine in document["EngineConfigs"]:
+        engine["PythonFileName"] = str(CONFIG.parent / engine["PythonFileName"])
+    document["EngineConfigs"][1]["ProtobufPackages"] = ["NrpGenericProto"]
+    document["DataPackProcessingFunctions"][0]["FileName"] = str(CONFIG.parent / "relay.py")
+    (tmp_path / "simulation_config.json").write_text(json.dumps(document))
+    with Simulation.from_config(
+        tmp_path / "simulation_config.json", echo_engine_output=False
+    ) as sim:
+        with pytest.raises(
+            EngineError, match=r"\[receiver\].*ProtobufPackages \(NrpGenericProto\)"
+        ):
+            sim.run_until_timeout()
     assert engine_processes(os.getpid()) == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,12 @@ from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol.messages import message_class
 
 
-def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
+def encode(
+    name: str, engine: str, value: DataPackValue, packages: Collection[str] | None = None
+) -> pb.DataPack:
     """Build a wire datapack from a numpy array (tensor), an NRP-core message or a JSON value.
+
+    ``packages`` limits messages to those packages (an engine's ``ProtobufPackages``).
 
     Raises:
         ValueError: If the value is neither a numeric array, a message of a known package,
@@ -29,7 +34,7 @@ def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
     message = pb.DataPack(id=pb.DataPackId(name=name, engine=engine))
     if isinstance(value, Message):
         type_name = value.DESCRIPTOR.full_name
-        message_class(type_name, f"[{engine}] datapack {name!r}")
+        message_class(type_name, f"[{engine}] datapack {name!r}", packages)
         message.proto.type = type_name
         message.proto.data = value.SerializeToString()
     elif is_tensor_value(value):
@@ -49,8 +54,12 @@ def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
     return message
 
 
-def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
+def decode(
+    message: pb.DataPack, packages: Collection[str] | None = None
+) -> tuple[str, str, DataPackValue]:
     """Return ``(name, engine, value)`` for a wire datapack; an unset payload is ``None``.
+
+    ``packages`` limits messages to those packages (an engine's ``ProtobufPackages``).
 
     A tensor comes back as a writable little-endian array, whatever byte order it was sent in.
 
@@ -75,7 +84,7 @@ def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
             ) from None
         return name, engine, value
     if payload == "proto":
-        return name, engine, _parse(message.proto, context)
+        return name, engine, _parse(message.proto, context, packages)
     tensor = message.tensor
     try:
         dtype = np.dtype(tensor.dtype)
@@ -96,8 +105,8 @@ def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
     return name, engine, array.astype(dtype.newbyteorder("<"))
 
 
-def _parse(proto: pb.ProtoMessage, context: str) -> Message:
-    parsed = message_class(proto.type, context)()
+def _parse(proto: pb.ProtoMessage, context: str, packages: Collection[str] | None) -> Message:
+    parsed = message_class(proto.type, context, packages)()
     try:
         parsed.ParseFromString(proto.data)
     except DecodeError as error:

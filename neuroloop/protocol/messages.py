@@ -7,7 +7,7 @@ wire only selects among their message classes, so the wire never causes an impor
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from types import MappingProxyType, ModuleType
 
 from google.protobuf.message import Message
@@ -38,16 +38,28 @@ MESSAGE_CLASSES: Mapping[str, type[Message]] = MappingProxyType(_message_classes
 """Every message class of ``PACKAGES`` by full type name, e.g. ``"Dump.String"``."""
 
 
-def message_class(type_name: str, context: str) -> type[Message]:
+def message_class(
+    type_name: str, context: str, packages: Collection[str] | None = None
+) -> type[Message]:
     """The message class of ``type_name`` (``"Package.Message"``).
 
+    Args:
+        type_name: The message's full type name.
+        context: Names the datapack in errors, e.g. ``"[physics] datapack 'text'"``.
+        packages: The packages allowed (an engine's ``ProtobufPackages``); None: all.
+
     Raises:
-        ValueError: If no package in ``PACKAGES`` defines that message.
+        ValueError: If no package in ``PACKAGES`` defines that message, or its package is
+            not among ``packages``.
     """
-    try:
-        return MESSAGE_CLASSES[type_name]
-    except KeyError:
+    if type_name not in MESSAGE_CLASSES:
         raise ValueError(
             f"{context}: expected a message type of the packages {', '.join(PACKAGES)}. "
             f"Received: type={type_name!r:.100}"
-        ) from None
+        )
+    if packages is not None and type_name.partition(".")[0] not in packages:
+        raise ValueError(
+            f"{context}: expected a message of the engine's ProtobufPackages "
+            f"({', '.join(packages) or 'none'}). Received: type={type_name!r}"
+        )
+    return MESSAGE_CLASSES[type_name]
