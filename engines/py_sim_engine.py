@@ -195,12 +195,15 @@ class GymSimulator(Simulator):
 
     def run_step(self, action: Any, timestep_ns: int) -> bool:
         space = self.env.action_space
-        value = (
-            int(action)
-            if isinstance(space, gymnasium.spaces.Discrete)
-            else np.asarray(action, space.dtype)
-        )
-        if not space.contains(value):
+        try:
+            value = (
+                int(action)
+                if isinstance(space, gymnasium.spaces.Discrete)
+                else np.asarray(action, space.dtype)
+            )
+        except (TypeError, ValueError):
+            value = None
+        if value is None or not space.contains(value):
             raise ValueError(
                 f"[OpenAI] run_step: expected an action in {space}. Received: {action!r}"
             )

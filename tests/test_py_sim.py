@@ -163,6 +163,8 @@ def test_sim_manager_calls_with_bad_arguments_say_what_was_expected() -> None:
     )
     with pytest.raises(ValueError, match=r"expected an action in Discrete\(3\)\. Received: 5"):
         gym_sim.run_step(5, 10_000_000)
+    with pytest.raises(ValueError, match=r"expected an action in Discrete\(3\)\. Received: None"):
+        gym_sim.run_step(None, 10_000_000)
     with pytest.raises(ValueError, match="expected 'Property'"):
         gym_sim.get_model_properties("Joint")
     gym_sim.shutdown()
