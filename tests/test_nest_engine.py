@@ -9,14 +9,16 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from neuroloop.errors import NeuroloopError
+from neuroloop.plugins.engines.nest_engine import DEVICES
 from neuroloop.simulation import Simulation
 from tests.processes import FIXTURES, engine_processes
 
-pytestmark = pytest.mark.skipif(
+needs_nest = pytest.mark.skipif(
     importlib.util.find_spec("nest") is None,
     reason="the nest extra (nest-simulator) is not installed: pip install '.[nest]'",
 )
@@ -29,6 +31,20 @@ CURRENT_PA = 500.0
 RESOLUTION_MS = 0.1
 
 
+def test_nrp_core_nest_json_offers_the_device_registration_functions() -> None:
+    namespace: dict[str, Any] = {}
+    exec("from nrp_core.engines.nest_json import *", namespace)
+    assert {"RegisterDataPack", "CreateDataPack", "GetDevMap"} <= namespace.keys()
+    namespace["RegisterDataPack"]("probe", "nodes")
+    try:
+        assert namespace["GetDevMap"]() == {"probe": "nodes"}
+        with pytest.raises(ValueError, match="expected a datapack name other than 'kernel'"):
+            namespace["RegisterDataPack"]("kernel", "nodes")
+    finally:
+        DEVICES.devices.clear()
+
+
+@needs_nest
 def test_an_nrp_style_nest_experiment_fires_at_the_lif_period() -> None:
     with Simulation.from_config(
         EXAMPLE / "simulation_config.json", echo_engine_output=False
@@ -56,6 +72,7 @@ def test_an_nrp_style_nest_experiment_fires_at_the_lif_period() -> None:
     assert intervals == pytest.approx([grid_period_ms] * len(intervals), abs=1e-9)
 
 
+@needs_nest
 def test_a_failing_init_file_is_one_error_naming_it(tmp_path: Path) -> None:
     (tmp_path / "broken.py").write_text("import nest\nnest.Create('no_such_model')\n")
     config = json.loads((EXAMPLE / "simulation_config.json").read_text())

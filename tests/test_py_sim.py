@@ -170,3 +170,15 @@ def test_sim_manager_calls_with_bad_arguments_say_what_was_expected() -> None:
     gym_sim.shutdown()
     with pytest.raises(ValueError, match="Gymnasium environment id"):
         SimulatorManager({"Simulator": "OpenAI", "WorldFileName": "NoSuchEnv-v9"})
+
+
+def test_nrp_core_py_sim_offers_the_script_bases_and_the_manager() -> None:
+    from neuroloop.plugins.engines import py_sim_engine
+    from neuroloop.script_engine import EngineScript, GrpcEngineScript
+
+    namespace: dict[str, Any] = {}
+    exec("from nrp_core.engines.py_sim import *", namespace)
+    assert namespace["PySimEngineScript"] is py_sim_engine.PySimEngineScript
+    assert issubclass(namespace["PySimEngineScript"], EngineScript)
+    assert issubclass(namespace["PySimGrpcEngineScript"], GrpcEngineScript)
+    assert namespace["SimulatorManager"] is py_sim_engine.SimulatorManager
