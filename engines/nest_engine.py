@@ -80,7 +80,8 @@ class NestEngine(Engine):
         self.devices = dict(DEVICES.devices)
 
     def reset(self, seed: int | None) -> None:
-        """Rebuild the network from the init file (NRP-core's reset), seeded by ``seed``."""
+        """Rebuild the network from the init file (NRP-core's reset). A ``seed`` sets NEST's
+        ``rng_seed`` to ``seed + 1`` (NEST's seeds start at 1); None keeps ``NestRNGSeed``."""
         self._build(self.rng_seed if seed is None else seed + 1)
 
     def step(self, timestep_ns: int) -> None:
