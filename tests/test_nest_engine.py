@@ -55,6 +55,11 @@ def test_an_nrp_style_nest_experiment_fires_at_the_lif_period() -> None:
         (neuron,) = sim.datapack("neuron", "brain")
         (current,) = sim.datapack("current", "brain")
         kernel = sim.datapack("kernel", "brain")
+        # Reset rebuilds the network from the init file, seeded with seed + 1.
+        sim.reset(seed=4)
+        rebuilt = sim.datapack("kernel", "brain")
+        assert (rebuilt["biological_time"], rebuilt["rng_seed"]) == (0.0, 5)
+        assert sim.datapack("spikes", "brain")[0]["n_events"] == 0
     assert engine_processes(os.getpid()) == []
     assert current["amplitude"] == CURRENT_PA
     assert kernel["biological_time"] == pytest.approx(100.0)
