@@ -6,7 +6,8 @@
 
 - ``Mujoco``: an MJCF file, on the ``mujoco`` bindings;
 - ``OpenAI``: a Gymnasium environment id (``WorldFileName: "MountainCar-v0"``);
-- ``Opensim``: an ``.osim`` model (the optional ``opensim`` extra).
+- ``Opensim``: an ``.osim`` model (the optional ``opensim`` extra);
+- ``Bullet``: a URDF model on a ground plane, under gravity (the optional ``bullet`` extra).
 
 ``Visualizer: true`` opens the simulator's viewer when there is a display, and otherwise says
 so on stderr and runs without one.
@@ -48,6 +49,33 @@ MUJOCO_KINDS: Mapping[str, tuple[str, mujoco.mjtObj]] = {
 """MuJoCo element kinds ``get_model_properties`` lists: their count in MjModel and object type."""
 OPENSIM_NAMES = ("Joint", "Coordinate", "Force")
 OPENSIM_VALUES = ("Joint", "Velocity", "Force")
+BULLET_TYPES = ("Joint", "Link", "Body")
+BULLET_GRAVITY = (0.0, 0.0, -9.8)
+"""Gravity of a Bullet world (m/s^2), as NRP-core's Bullet interface sets it."""
+BULLET_GROUND = "plane.urdf"
+"""The ground plane every Bullet world stands on, from pybullet_data."""
+BULLET_JOINT_DEFAULTS: Mapping[str, Any] = {
+    "index": 0,
+    "controlMode": "POSITION_CONTROL",
+    "targetPosition": 0.0,
+    "targetVelocity": 0.0,
+    "force": 0.0,
+    "positionGain": 1.0,
+    "velocityGain": 1.0,
+    "maxVelocity": 0.0,
+}
+"""A Bullet action's ``Joint`` entry: what a script leaves out (NRP-core's defaults)."""
+BULLET_FORCE_DEFAULTS: Mapping[str, Any] = {
+    "index": 0,
+    "forceObj": [0.0, 0.0, 0.0],
+    "posObj": [0.0, 0.0, 0.0],
+    "flags": "LINK_FRAME",
+}
+BULLET_TORQUE_DEFAULTS: Mapping[str, Any] = {
+    "index": 0,
+    "torqueObj": [0.0, 0.0, 0.0],
+    "flags": "LINK_FRAME",
+}
 
 
 class Simulator(abc.ABC):
@@ -354,10 +382,120 @@ class OpensimSimulator(Simulator):
         return float(self.state.getTime())
 
 
+class BulletSimulator(Simulator):
+    """A URDF model in a Bullet world; names follow NRP-core's Bullet interface.
+
+    An action is a dict with any of ``Joint`` (motor commands: ``index``, ``controlMode``
+    such as ``"VELOCITY_CONTROL"``, targets, gains, ``force``), ``Force`` and ``Torque``
+    (external pushes on a link ``index``); entries may leave out what they do not set.
+    Properties: ``Joint`` and ``Link`` states by name, ``Body`` dynamics by body name.
+    """
+
+    def __init__(self, world_file: str, visualizer: bool, settings: Mapping[str, Any]) -> None:
+        self.bullet: Any = import_extra("pybullet", "bullet", "[Bullet] Simulator")
+        data: Any = import_extra("pybullet_data", "bullet", "[Bullet] Simulator")
+        bullet = self.bullet
+        self.client = bullet.connect(bullet.GUI if visualizer else bullet.DIRECT)
+        bullet.setGravity(*BULLET_GRAVITY, physicsClientId=self.client)
+        bullet.setAdditionalSearchPath(data.getDataPath(), physicsClientId=self.client)
+        bullet.loadURDF(BULLET_GROUND, physicsClientId=self.client)
+        try:
+            self.model = bullet.loadURDF(world_file, physicsClientId=self.client)
+        except bullet.error as error:
+            raise ValueError(f"[Bullet] WorldFileName: cannot load {world_file}: {error}") from None
+        self.joints: dict[str, int] = {}
+        self.links: dict[str, int] = {}
+        for index in range(bullet.getNumJoints(self.model, physicsClientId=self.client)):
+            info = bullet.getJointInfo(self.model, index, physicsClientId=self.client)
+            self.joints[info[1].decode()] = index
+            self.links[info[12].decode()] = index
+        self.bodies = {
+            bullet.getBodyInfo(body, physicsClientId=self.client)[1].decode(): body
+            for body in range(bullet.getNumBodies(physicsClientId=self.client))
+        }
+        self.initial_state = bullet.saveState(physicsClientId=self.client)
+        self.sim_time_s = 0.0
+
+    def run_step(self, action: Any, timestep_ns: int) -> None:
+        bullet, client = self.bullet, self.client
+        commands = action or {}
+        if not isinstance(commands, Mapping):
+            raise ValueError(
+                "[Bullet] run_step: expected an action dict with Joint, Force or Torque "
+                f"entries. Received: {action!r:.100}"
+            )
+        for joint in commands.get("Joint", ()):
+            motor = {**BULLET_JOINT_DEFAULTS, **joint}
+            motor["controlMode"] = getattr(bullet, motor["controlMode"])
+            arguments = self._arguments(motor, "jointIndex")
+            bullet.setJointMotorControl2(self.model, physicsClientId=client, **arguments)
+        for push in commands.get("Force", ()):
+            force = self._arguments({**BULLET_FORCE_DEFAULTS, **push}, "linkIndex")
+            bullet.applyExternalForce(self.model, physicsClientId=client, **force)
+        for twist in commands.get("Torque", ()):
+            torque = self._arguments({**BULLET_TORQUE_DEFAULTS, **twist}, "linkIndex")
+            bullet.applyExternalTorque(self.model, physicsClientId=client, **torque)
+        timestep_s = timestep_ns / NS_PER_SECOND
+        bullet.setTimeStep(timestep_s, physicsClientId=client)
+        bullet.stepSimulation(physicsClientId=client)
+        self.sim_time_s += timestep_s
+
+    def _arguments(self, command: dict[str, Any], index_keyword: str) -> dict[str, Any]:
+        """pybullet's keyword arguments for one command: its ``index`` under
+        ``index_keyword``, and flags named as text (``"LINK_FRAME"``) as pybullet's constants."""
+        arguments = {index_keyword: command.pop("index"), **command}
+        if isinstance(arguments.get("flags"), str):
+            arguments["flags"] = int(getattr(self.bullet, arguments["flags"]))
+        return arguments
+
+    def reset(self) -> int:
+        self.bullet.restoreState(self.initial_state, physicsClientId=self.client)
+        self.sim_time_s = 0.0
+        return 0
+
+    def shutdown(self) -> None:
+        if self.bullet.isConnected(self.client):
+            self.bullet.disconnect(physicsClientId=self.client)
+
+    def get_model_properties(self, p_type: str) -> list[str]:
+        return list(self._names(p_type, "get_model_properties"))
+
+    def get_model_property(self, p_name: str, p_type: str) -> Any:
+        names = self._names(p_type, "get_model_property")
+        if p_name not in names:
+            raise ValueError(
+                f"[Bullet] get_model_property: no {p_type} named {p_name!r}. Known: {list(names)}"
+            )
+        bullet, client = self.bullet, self.client
+        if p_type == "Joint":
+            return bullet.getJointState(self.model, names[p_name], physicsClientId=client)
+        if p_type == "Link":
+            return bullet.getLinkState(self.model, names[p_name], physicsClientId=client)
+        return bullet.getDynamicsInfo(names[p_name], -1, physicsClientId=client)
+
+    def get_model_all_properties(self, p_type: str) -> dict[str, Any]:
+        return {
+            name: self.get_model_property(name, p_type)
+            for name in self._names(p_type, "get_model_all_properties")
+        }
+
+    def get_sim_time(self) -> float:
+        return self.sim_time_s
+
+    def _names(self, p_type: str, verb: str) -> Mapping[str, int]:
+        by_type = {"Joint": self.joints, "Link": self.links, "Body": self.bodies}
+        if p_type not in by_type:
+            raise ValueError(
+                f"[Bullet] {verb}: expected one of {', '.join(BULLET_TYPES)}. Received: {p_type!r}"
+            )
+        return by_type[p_type]
+
+
 SIMULATORS: Mapping[str, type[Simulator]] = {
     "Mujoco": MujocoSimulator,
     "OpenAI": GymSimulator,
     "Opensim": OpensimSimulator,
+    "Bullet": BulletSimulator,
 }
 
 

@@ -106,6 +106,35 @@ def test_a_py_sim_opensim_experiment_turns_the_arm_as_newton_says(tmp_path: Path
     assert joints["speed"] == pytest.approx(ARM_CONTROL / ARM_INERTIA * driven_s, rel=1e-4)
 
 
+def test_a_py_sim_bullet_experiment_matches_pybullet_stepped_directly() -> None:
+    bullet = pytest.importorskip("pybullet", reason="the bullet extra is not installed")
+    data = pytest.importorskip("pybullet_data", reason="the bullet extra is not installed")
+    source = EXAMPLES / "py_sim_bullet"
+    state = run(source / "simulation_config.json", {"lift": ["state"]})["lift/state"]
+    assert state["joints"] == ["slide"] and len(state["commands"]) >= 5
+    # The same world stepped here, with the motor commands the script sent, step by step.
+    client = bullet.connect(bullet.DIRECT)
+    try:
+        bullet.setGravity(0, 0, -9.8, physicsClientId=client)
+        bullet.setAdditionalSearchPath(data.getDataPath(), physicsClientId=client)
+        bullet.loadURDF("plane.urdf", physicsClientId=client)
+        lift = bullet.loadURDF(str(source / "lift.urdf"), physicsClientId=client)
+        for velocity in state["commands"]:
+            bullet.setJointMotorControl2(
+                lift, 0, bullet.VELOCITY_CONTROL, targetPosition=0.0, targetVelocity=velocity,
+                force=100.0, positionGain=1.0, velocityGain=1.0, maxVelocity=0.0,
+                physicsClientId=client,
+            )  # fmt: skip
+            bullet.setTimeStep(0.01, physicsClientId=client)
+            bullet.stepSimulation(physicsClientId=client)
+        expected = bullet.getJointState(lift, 0, physicsClientId=client)[0]
+    finally:
+        bullet.disconnect(client)
+    assert state["slide"] == expected
+    # And the motor did its job: about 0.5 m/s for the run's 0.1 s.
+    assert state["slide"] == pytest.approx(0.5 * state["time"], rel=0.1)
+
+
 def write_arm_model(opensim: Any, path: Path) -> None:
     """One rigid arm on a pin joint (unit inertia about it), turned by a coordinate actuator."""
     model = opensim.Model()
@@ -136,7 +165,7 @@ def test_an_openai_world_is_an_environment_id_and_other_worlds_are_files(tmp_pat
     (tmp_path / "simulation_config.json").write_text(json.dumps(document))
     with pytest.raises(ConfigError, match=r"WorldFileName: expected an existing file"):
         load_config(tmp_path / "simulation_config.json")
-    document["EngineConfigs"][0]["Simulator"] = "Bullet"
+    document["EngineConfigs"][0]["Simulator"] = "Gazebo"
     (tmp_path / "simulation_config.json").write_text(json.dumps(document))
     with pytest.raises(ConfigError, match="Simulator"):
         load_config(tmp_path / "simulation_config.json")
@@ -182,3 +211,29 @@ def test_nrp_core_py_sim_offers_the_script_bases_and_the_manager() -> None:
     assert issubclass(namespace["PySimEngineScript"], EngineScript)
     assert issubclass(namespace["PySimGrpcEngineScript"], GrpcEngineScript)
     assert namespace["SimulatorManager"] is py_sim_engine.SimulatorManager
+
+
+def test_bullet_actions_take_forces_torques_and_reset_to_the_start() -> None:
+    pytest.importorskip("pybullet", reason="the bullet extra is not installed")
+    from neuroloop.plugins.engines.py_sim_engine import SimulatorManager
+
+    world = EXAMPLES / "py_sim_bullet" / "lift.urdf"
+    sim = SimulatorManager({"Simulator": "Bullet", "WorldFileName": str(world)})
+    try:
+        start = sim.get_model_property("slide", "Joint")[0]
+        free = {"Joint": [{"controlMode": "VELOCITY_CONTROL", "force": 0.0}]}
+        push = {**free, "Force": [{"forceObj": [0, 0, 30.0]}], "Torque": [{"torqueObj": [0, 0, 1]}]}
+        for _ in range(10):
+            sim.run_step(push, 10_000_000)
+        # 30 N up on 1 kg against 9.8 m/s^2 down: the carriage rises.
+        assert sim.get_model_property("slide", "Joint")[0] > start + 0.005
+        assert sim.get_sim_time() == pytest.approx(0.1)
+        sim.reset()
+        assert sim.get_model_property("slide", "Joint")[0] == start
+        assert sim.get_sim_time() == 0.0
+        with pytest.raises(ValueError, match="expected an action dict"):
+            sim.run_step([1.0], 10_000_000)
+        with pytest.raises(ValueError, match="no Link named 'chassis'"):
+            sim.get_model_property("chassis", "Link")
+    finally:
+        sim.shutdown()
