@@ -290,6 +290,8 @@ class OpensimSimulator(Simulator):
 
     def __init__(self, world_file: str, visualizer: bool, settings: Mapping[str, Any]) -> None:
         opensim = import_extra("opensim", "opensim", "[Opensim] Simulator")
+        # OpenSim logs to the console and, unless told otherwise, to ./opensim.log.
+        opensim.Logger.removeFileSink()
         self.osim = opensim
         self.accuracy = float(settings["Integrator accuracy"])
         self.model = opensim.Model(world_file)

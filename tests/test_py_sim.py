@@ -137,6 +137,7 @@ def test_a_py_sim_bullet_experiment_matches_pybullet_stepped_directly() -> None:
 
 def write_arm_model(opensim: Any, path: Path) -> None:
     """One rigid arm on a pin joint (unit inertia about it), turned by a coordinate actuator."""
+    opensim.Logger.removeFileSink()  # no opensim.log in the working directory
     model = opensim.Model()
     model.setName("arm")
     model.setGravity(opensim.Vec3(0, 0, 0))
