@@ -28,7 +28,6 @@ from typing import Any
 
 from neuroloop.config.document import load_document
 from neuroloop.config.nrp import (
-    SCRIPT_ENGINE_TYPES,
     ScriptKeys,
     read_leniently,
     refuse_unsupported,
@@ -46,7 +45,7 @@ from neuroloop.config.text import JsonPath, format_path, leaf, show
 from neuroloop.errors import ConfigError
 
 _NS_PER_S = 1_000_000_000
-_ENGINE_FILE_KEYS = ("PythonFileName", "WorldFileName")
+_ENGINE_FILE_KEYS = ("PythonFileName", "WorldFileName", "NestInitFileName")
 
 
 def seconds_to_ns(seconds: float, what: str) -> int:
@@ -304,12 +303,10 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
     """Make every file path in the document absolute, checking that the file exists."""
     where: JsonPath
     for index, engine in enumerate(document["EngineConfigs"]):
-        keys: tuple[str, ...] = _ENGINE_FILE_KEYS
-        if engine["EngineType"] in SCRIPT_ENGINE_TYPES:
-            keys = ("PythonFileName",)
-            engine["WorldFileName"] = _script_world(engine["WorldFileName"], directory)
-        for key in keys:
-            if engine[key] is not None:
+        for key in _ENGINE_FILE_KEYS:
+            if key == "WorldFileName" and _world_is_the_scripts(engine):
+                engine[key] = _script_world(engine[key], directory)
+            elif engine[key] is not None:
                 engine[key] = _existing_file(
                     engine[key], directory, label, ("EngineConfigs", index, key)
                 )
@@ -334,6 +331,14 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
         target, _, class_name = task["Name"].rpartition(":")
         resolved = _existing_file(target, directory, label, ("Task", "Name"))
         task["Name"] = f"{resolved}:{class_name}"
+
+
+def _world_is_the_scripts(engine: Mapping[str, Any]) -> bool:
+    """Whether an engine's ``WorldFileName`` is for its script to read, not necessarily a
+    file: a python_json/python_grpc script's own key, or a py_sim OpenAI Gymnasium id."""
+    return engine["EngineType"] in ("python_json", "python_grpc") or (
+        engine["Simulator"] == "OpenAI"
+    )
 
 
 def _script_world(value: str | None, directory: Path) -> str | None:
