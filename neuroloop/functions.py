@@ -244,6 +244,8 @@ def getSimulationIteration() -> int:
     return _simulation_iteration.get()
 
 
+_PY_SIM_TRAINING = "NRP-core's py_sim training library (stable-baselines3 on PyTorch)"
+
 UNSUPPORTED_MODULES = {
     "pyNN": "SpiNNaker (NRP-core's pyNN.spiNNaker nodes)",
     "rospy": "ROS",
@@ -251,6 +253,9 @@ UNSUPPORTED_MODULES = {
     "tvb": "TVB (The Virtual Brain)",
     "tvb_data": "TVB (The Virtual Brain)",
     "gym": "the legacy OpenAI gym package (neuroloop runs Gymnasium)",
+    "nrp_core.engines.py_sim.ConvertLib": _PY_SIM_TRAINING,
+    "nrp_core.engines.py_sim.NRPThreads": _PY_SIM_TRAINING,
+    "nrp_core.engines.py_sim.Trainer": _PY_SIM_TRAINING,
 }
 """Modules NRP-core experiments import for integrations neuroloop lacks, with what they are:
 a function file or engine script failing to import one says so."""
@@ -262,7 +267,9 @@ def explain_unsupported(error: UserCodeError) -> UserCodeError:
     missing = error.__cause__
     if not isinstance(missing, ModuleNotFoundError) or not missing.name:
         return error
-    feature = UNSUPPORTED_MODULES.get(missing.name.partition(".")[0])
+    parts = missing.name.split(".")
+    prefixes = (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+    feature = next((UNSUPPORTED_MODULES[p] for p in prefixes if p in UNSUPPORTED_MODULES), None)
     if feature is None:
         return error
     explained = ModuleNotFoundError(f"{missing}: {feature} is not supported by neuroloop")

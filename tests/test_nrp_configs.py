@@ -179,6 +179,13 @@ def test_an_unsupported_engine_is_named_even_in_a_file_with_a_repeated_key(
             "No module named 'pyNN': SpiNNaker (NRP-core's pyNN.spiNNaker nodes) is not "
             "supported by neuroloop",
         ),
+        (
+            "PythonFileName",
+            "from nrp_core.engines.py_sim.ConvertLib import for_json_dump\n",
+            "No module named 'nrp_core.engines.py_sim.ConvertLib'; 'nrp_core.engines.py_sim' is "
+            "not a package: NRP-core's py_sim training library (stable-baselines3 on PyTorch) "
+            "is not supported by neuroloop",
+        ),
     ],
 )
 def test_a_failing_user_file_is_one_line_naming_the_file_and_exit_2(
