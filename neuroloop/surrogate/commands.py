@@ -1,0 +1,103 @@
+"""``neuroloop surrogate collect | fit | control``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from neuroloop.errors import UsageError
+from neuroloop.surrogate.config import SurrogateConfig, load_surrogate_config
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``surrogate`` and its subcommands to the ``neuroloop`` command."""
+    surrogate = commands.add_parser(
+        "surrogate", help="learn a body's twin (ArmNet) and a controller through it"
+    )
+    verbs = surrogate.add_subparsers(dest="verb", required=True)
+
+    collect = verbs.add_parser("collect", help="drive the body with random smooth inputs")
+    collect.add_argument("config", type=Path, help="surrogate config (YAML or JSON)")
+    collect.add_argument("--out", type=Path, required=True, help="dataset file (.npz)")
+    collect.add_argument("--sequences", type=_positive, help="overrides Collect.Sequences")
+    collect.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    collect.set_defaults(handler=_collect)
+
+    fit = verbs.add_parser("fit", help="train ArmNet on a dataset; report held-out fit")
+    fit.add_argument("config", type=Path, help="surrogate config (YAML or JSON)")
+    fit.add_argument("--data", type=Path, required=True, help="dataset from collect (.npz)")
+    fit.add_argument("--out", type=Path, required=True, help="folder for the trained ArmNet")
+    fit.add_argument("--epochs", type=_positive, help="overrides Fit.Epochs")
+    fit.add_argument("--units", type=_positive, help="overrides Fit.Units")
+    fit.add_argument("--resume", action="store_true", help="continue from the ArmNet in --out")
+    fit.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    fit.set_defaults(handler=_fit)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1. Received: {text}")
+    return value
+
+
+def _config(args: argparse.Namespace) -> SurrogateConfig:
+    return load_surrogate_config(args.config, args.override)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from neuroloop.surrogate.data import collect
+
+    config = _config(args)
+
+    def progress(done: int, wanted: int) -> None:
+        print(f"[surrogate collect] {done}/{wanted} sequences", file=sys.stderr)
+
+    dataset = collect(config, args.sequences, progress)
+    try:
+        dataset.save(args.out)
+    except OSError as error:
+        raise UsageError(
+            f"--out: expected a writable file. Received: {args.out} ({error})"
+        ) from None
+    inputs, states = dataset.inputs.shape, dataset.states.shape
+    print(f"collected {inputs[0]} sequences of {inputs[1]} steps ({dataset.dt_s} s)")
+    print(f"inputs {inputs}, states {states}: {', '.join(dataset.names)}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from neuroloop.surrogate.armnet import ArmNet
+    from neuroloop.surrogate.data import Dataset
+    from neuroloop.surrogate.fit import fit_armnet
+
+    config = _config(args)
+    dataset = Dataset.load(args.data)
+    if dataset.names != config.names:
+        raise UsageError(
+            f"--data: expected the state variables of {args.config} ({list(config.names)}). "
+            f"Received: {list(dataset.names)}"
+        )
+    initial = ArmNet.load(args.out) if args.resume else None
+
+    def progress(epoch: int, losses: dict[str, float]) -> None:
+        shown = ", ".join(f"{key} {value:.5f}" for key, value in losses.items())
+        print(f"[surrogate fit] epoch {epoch}: {shown}", file=sys.stderr, flush=True)
+
+    net, report = fit_armnet(
+        dataset,
+        config.fit,
+        epochs=args.epochs,
+        units=args.units,
+        checkpoint=args.out,
+        initial=initial,
+        progress=progress,
+    )
+    net.save(args.out, report.as_dict())
+    print(report.table())
+    print(f"wrote {args.out}")
+    (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=1))
+    return 0
