@@ -11,10 +11,10 @@ variable names, normaliser, fit report) in one folder.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import keras
 import numpy as np
@@ -24,6 +24,7 @@ from neuroloop.errors import UsageError
 
 WEIGHTS_FILE = "armnet.weights.h5"
 META_FILE = "armnet.json"
+T = TypeVar("T")
 STD_FLOOR = 1e-6
 """Standard deviation below which a variable counts as constant (it is then not scaled)."""
 
@@ -138,9 +139,8 @@ class ArmNet:
         Raises:
             UsageError: If the folder lacks the files or they do not match.
         """
-        folder = Path(folder)
-        try:
-            meta = json.loads((folder / META_FILE).read_text(encoding="utf-8"))
+
+        def build(meta: dict[str, Any], folder: Path) -> ArmNet:
             net = cls(
                 int(meta["n_inputs"]),
                 meta["names"],
@@ -150,12 +150,32 @@ class ArmNet:
                 float(meta["dt_s"]),
             )
             net.model.load_weights(folder / WEIGHTS_FILE)
-        except (OSError, KeyError, ValueError, TypeError) as error:
-            raise UsageError(
-                f"expected a folder with {META_FILE} and {WEIGHTS_FILE} from neuroloop "
-                f"surrogate fit. Received: {folder} ({type(error).__name__}: {error})"
-            ) from None
-        return net
+            return net
+
+        return read_saved(folder, META_FILE, WEIGHTS_FILE, "fit", build)
+
+
+def read_saved(
+    folder: str | Path,
+    meta_file: str,
+    weights_file: str,
+    verb: str,
+    build: Callable[[dict[str, Any], Path], T],
+) -> T:
+    """``build(metadata, folder)`` for a network that ``neuroloop surrogate VERB`` saved.
+
+    Raises:
+        UsageError: If the files are missing or do not fit together.
+    """
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / meta_file).read_text(encoding="utf-8"))
+        return build(meta, folder)
+    except (OSError, KeyError, ValueError, TypeError) as error:
+        raise UsageError(
+            f"expected a folder with {meta_file} and {weights_file} from neuroloop surrogate "
+            f"{verb}. Received: {folder} ({type(error).__name__}: {error})"
+        ) from None
 
 
 def variance_explained(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray:

@@ -35,6 +35,17 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     fit.set_defaults(handler=_fit)
 
+    control = verbs.add_parser(
+        "control",
+        help="train a controller through a frozen ArmNet; evaluate it on the real body",
+    )
+    control.add_argument("config", type=Path, help="surrogate config with a Control section")
+    control.add_argument("--armnet", type=Path, required=True, help="folder from fit")
+    control.add_argument("--out", type=Path, required=True, help="folder for the controller")
+    control.add_argument("--iterations", type=_positive, help="overrides Control.Iterations")
+    control.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    control.set_defaults(handler=_control)
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -100,4 +111,57 @@ def _fit(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"wrote {args.out}")
     (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=1))
+    return 0
+
+
+def _control(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from neuroloop.surrogate.armnet import ArmNet
+    from neuroloop.surrogate.control import (
+        control_task,
+        evaluate_closed_loop,
+        plot_paths,
+        rest_state,
+        train_controller,
+    )
+
+    config = _config(args)
+    armnet = ArmNet.load(args.armnet)
+    if armnet.names != config.names:
+        raise UsageError(
+            f"--armnet: expected an ArmNet of the state variables of {args.config}. "
+            f"Received: {list(armnet.names)}"
+        )
+    task = control_task(config)
+
+    def progress(iteration: int, loss: float) -> None:
+        print(f"[surrogate control] iteration {iteration}: loss {loss:.4f}", file=sys.stderr)
+
+    controller, history = train_controller(
+        config, armnet, task, rest_state(config), iterations=args.iterations, progress=progress
+    )
+    metrics, paths, goals = evaluate_closed_loop(config, armnet, controller, task)
+    print(f"straight-line loss through ArmNet: {history[0]:.3f} -> {history[-1]:.3f} cm^2")
+    print("closed loop on the body, per target:")
+    print("target  endpoint error (cm)  max deviation (cm)  path ratio  time to target (s)")
+    for k in range(len(goals)):
+        print(
+            f"{k:>6}  {100 * metrics.endpoint_error[k]:19.2f}  "
+            f"{100 * metrics.max_deviation[k]:18.2f}  {metrics.path_ratio[k]:10.2f}  "
+            f"{metrics.time_to_target[k]:17.2f}"
+        )
+    summary = metrics.summary()
+    print(", ".join(f"{key} {value:.4g}" for key, value in summary.items()))
+    report = {
+        "loss_history": history,
+        "summary": summary,
+        "endpoint_error": metrics.endpoint_error.tolist(),
+        "max_deviation": metrics.max_deviation.tolist(),
+        "path_ratio": metrics.path_ratio.tolist(),
+        "time_to_target": [None if np.isnan(t) else t for t in metrics.time_to_target.tolist()],
+    }
+    controller.save(args.out, report)
+    plot_paths(paths, goals, args.out / "trajectories.png", "ControllerNet on the body")
+    print(f"wrote {args.out}")
     return 0
