@@ -79,6 +79,8 @@ class ArmNet:
         self.l2 = l2
         self.normalizer = normalizer
         self.dt_s = dt_s
+        self.body: dict[str, Any] = {}
+        """How the body's datapacks map onto the state (``data.body_description``)."""
         penalty = keras.regularizers.L2(l2) if l2 > 0 else None
         size = len(self.names)
         self.encoder = keras.layers.Dense(
@@ -129,6 +131,7 @@ class ArmNet:
             "std": self.normalizer.std.tolist(),
             "dt_s": self.dt_s,
             "report": report or {},
+            "body": self.body,
         }
         (folder / META_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
@@ -150,6 +153,7 @@ class ArmNet:
                 float(meta["dt_s"]),
             )
             net.model.load_weights(folder / WEIGHTS_FILE)
+            net.body = dict(meta.get("body") or {})
             return net
 
         return read_saved(folder, META_FILE, WEIGHTS_FILE, "fit", build)

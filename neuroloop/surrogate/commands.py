@@ -82,7 +82,7 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from neuroloop.surrogate.armnet import ArmNet
-    from neuroloop.surrogate.data import Dataset
+    from neuroloop.surrogate.data import Dataset, body_description
     from neuroloop.surrogate.fit import fit_armnet
 
     config = _config(args)
@@ -107,6 +107,7 @@ def _fit(args: argparse.Namespace) -> int:
         initial=initial,
         progress=progress,
     )
+    net.body = body_description(config)
     net.save(args.out, report.as_dict())
     print(report.table())
     print(f"wrote {args.out}")
@@ -122,9 +123,9 @@ def _control(args: argparse.Namespace) -> int:
         control_task,
         evaluate_closed_loop,
         plot_paths,
-        rest_state,
         train_controller,
     )
+    from neuroloop.surrogate.data import rest_state
 
     config = _config(args)
     armnet = ArmNet.load(args.armnet)

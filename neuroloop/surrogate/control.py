@@ -191,13 +191,6 @@ def control_task(config: SurrogateConfig) -> Any:
     return build_task(section, str(config.path), config.path.resolve().parent)
 
 
-def rest_state(config: SurrogateConfig) -> np.ndarray:
-    """The body's state ``[S]`` after a reset with seed 0 (world 0): the reaches' start."""
-    simulation = config.simulation_config([NO_TIMEOUT])
-    with Simulation(simulation, echo_engine_output=False, seed=0) as sim:
-        return Body(sim, config).state()[0]
-
-
 def train_controller(
     config: SurrogateConfig,
     armnet: ArmNet,

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -190,3 +191,36 @@ def collect(
         config.names,
         dt_s,
     )
+
+
+def rest_datapacks(config: SurrogateConfig) -> dict[str, np.ndarray]:
+    """The state datapacks of world 0 after a reset with seed 0 (whole rows, every column):
+    the body at its configured initial posture, where reaches start."""
+    simulation = config.simulation_config([NO_TIMEOUT])
+    with Simulation(simulation, echo_engine_output=False, seed=0) as sim:
+        body = Body(sim, config)
+        return {name: np.asarray(sim.datapack(name, config.engine))[0] for name in body.names}
+
+
+def rest_state(config: SurrogateConfig) -> np.ndarray:
+    """The state vector ``[S]`` of ``rest_datapacks``."""
+    rest = rest_datapacks(config)
+    return state_vector({name: row[None] for name, row in rest.items()}, config.state)[0]
+
+
+def body_description(config: SurrogateConfig) -> dict[str, Any]:
+    """What an engine serving the surrogate needs to publish the body's own datapacks: the
+    input's name, each state block (datapack, columns, names) and every state datapack's
+    whole row at rest (the columns the surrogate does not model keep these values)."""
+    return {
+        "input": config.input,
+        "blocks": [
+            {
+                "datapack": block.datapack,
+                "columns": None if block.columns is None else list(block.columns),
+                "names": list(block.names),
+            }
+            for block in config.state
+        ],
+        "rest": {name: row.tolist() for name, row in rest_datapacks(config).items()},
+    }
