@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from neuroloop.checker import check_engine
+from neuroloop.plugins.engines.surrogate_engine import SurrogateEngine
 from neuroloop.simulation import Simulation
 from neuroloop.surrogate.armnet import ArmNet, Normalizer
 from neuroloop.surrogate.config import load_surrogate_config
@@ -244,3 +246,21 @@ def test_a_controller_through_a_frozen_surrogate_reduces_the_straight_line_loss(
     np.testing.assert_allclose(
         metrics.endpoint_error, np.linalg.norm(paths[-1] - goals[:, 0:2], axis=1)
     )
+
+
+def test_the_learned_body_engine_conforms(fitted: Fitted) -> None:
+    section = {
+        "EngineName": "physics",
+        "EngineType": "surrogate",
+        "EngineTimestep": 0.02,  # two ArmNet steps per engine step
+        "EngineExtraConfigs": {"ArmNet": str(fitted.armnet), "Worlds": 3},
+    }
+    drive = {"ctrl": np.full((3, 6), 0.3)}
+    bad = [("ctrl", np.zeros((3, 5))), ("ctrl", np.full((3, 6), np.nan))]
+    signatures = check_engine(
+        SurrogateEngine, section, timestep_ns=20_000_000, inputs=drive, bad_inputs=bad
+    )
+    assert {"joint_angles", "hand_position", "muscle_activations", "ctrl"} <= set(signatures)
+    engine = SurrogateEngine("physics")
+    with pytest.raises(ValueError, match=r"^\[physics\] initialize: expected EngineTimestep"):
+        engine.initialize({**section, "EngineTimestep": 0.015})
