@@ -6,9 +6,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from neuroloop.errors import UsageError
 from neuroloop.surrogate.config import SurrogateConfig, load_surrogate_config
+
+if TYPE_CHECKING:
+    from neuroloop.surrogate.armnet import ArmNet
+    from neuroloop.surrogate.fit import FitReport
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +36,16 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     fit.add_argument("--out", type=Path, required=True, help="folder for the trained ArmNet")
     fit.add_argument("--epochs", type=_positive, help="overrides Fit.Epochs")
     fit.add_argument("--units", type=_positive, help="overrides Fit.Units")
-    fit.add_argument("--resume", action="store_true", help="continue from the ArmNet in --out")
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the ArmNet in --out (with a fresh optimizer)",
+    )
+    fit.add_argument(
+        "--evaluate",
+        action="store_true",
+        help="only report the held-out fit of the ArmNet in --out (no training)",
+    )
     fit.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     fit.set_defaults(handler=_fit)
 
@@ -82,8 +96,8 @@ def _collect(args: argparse.Namespace) -> int:
 
 def _fit(args: argparse.Namespace) -> int:
     from neuroloop.surrogate.armnet import ArmNet
-    from neuroloop.surrogate.data import Dataset, body_description
-    from neuroloop.surrogate.fit import fit_armnet
+    from neuroloop.surrogate.data import Dataset
+    from neuroloop.surrogate.fit import evaluate, fit_armnet, split
 
     config = _config(args)
     dataset = Dataset.load(args.data)
@@ -92,7 +106,12 @@ def _fit(args: argparse.Namespace) -> int:
             f"--data: expected the state variables of {args.config} ({list(config.names)}). "
             f"Received: {list(dataset.names)}"
         )
-    initial = ArmNet.load(args.out) if args.resume else None
+    initial = ArmNet.load(args.out) if args.resume or args.evaluate else None
+    if args.evaluate:
+        assert initial is not None
+        _, held_out = split(dataset.states.shape[0], config.fit.held_out, config.fit.seed)
+        _write_fit(args, config, initial, evaluate(initial, dataset, held_out, 0))
+        return 0
 
     def progress(epoch: int, losses: dict[str, float]) -> None:
         shown = ", ".join(f"{key} {value:.5f}" for key, value in losses.items())
@@ -107,12 +126,20 @@ def _fit(args: argparse.Namespace) -> int:
         initial=initial,
         progress=progress,
     )
+    _write_fit(args, config, net, report)
+    return 0
+
+
+def _write_fit(
+    args: argparse.Namespace, config: SurrogateConfig, net: ArmNet, report: FitReport
+) -> None:
+    from neuroloop.surrogate.data import body_description
+
     net.body = body_description(config)
     net.save(args.out, report.as_dict())
+    (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=1))
     print(report.table())
     print(f"wrote {args.out}")
-    (args.out / "report.json").write_text(json.dumps(report.as_dict(), indent=1))
-    return 0
 
 
 def _control(args: argparse.Namespace) -> int:
