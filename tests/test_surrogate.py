@@ -116,6 +116,25 @@ def test_collect_then_fit_beats_the_mean_predictor(fitted: Fitted) -> None:
     mse = float(np.mean((normal(states[:, 1:]) - normal(predicted)) ** 2))
     assert mse == pytest.approx(report["mse"], rel=1e-3)
     assert "hand_x" in fitted.stdout and "variance explained" in fitted.stdout
+    # --evaluate reports the saved net again, unchanged, without training.
+    again = neuroloop(
+        "surrogate",
+        "fit",
+        fitted.config,
+        "--data",
+        fitted.data,
+        "--out",
+        fitted.armnet,
+        "--evaluate",
+    )
+    assert again.returncode == 0, again.stderr
+    evaluated = json.loads((fitted.armnet / "report.json").read_text())
+    assert evaluated["epochs"] == 0 and evaluated["mse"] == pytest.approx(report["mse"])
+    # A dataset of other state variables than the config's is one line, exit 2.
+    shipped = REPO / "experiments" / "surrogates" / "arm26.yaml"
+    wrong = neuroloop("surrogate", "fit", shipped, "--data", fitted.data, "--out", fitted.armnet)
+    assert wrong.returncode == 2
+    assert "--data: expected the state variables of" in wrong.stderr.strip().splitlines()[-1]
 
 
 def test_the_learned_body_engine_agrees_with_the_physics_on_a_held_out_sequence(
