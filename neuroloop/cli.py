@@ -165,6 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     from neuroloop.batch import add_command as add_batch_command
 
     add_batch_command(commands, INTERRUPTS.check)
+
+    from neuroloop.surrogate.commands import add_command as add_surrogate_command
+
+    add_surrogate_command(commands)
     return parser
 
 
