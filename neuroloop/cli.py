@@ -165,6 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     from neuroloop.batch import add_command as add_batch_command
 
     add_batch_command(commands, INTERRUPTS.check)
+
+    from neuroloop.render import add_command as add_render_command
+
+    add_render_command(commands, INTERRUPTS.check)
     return parser
 
 
