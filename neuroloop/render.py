@@ -129,17 +129,12 @@ def video_config(
     Raises:
         UsageError: If the source is none of these, or has no single MuJoCo engine.
     """
-    from neuroloop.brain.trained import read_architecture
+    from neuroloop.training.evaluate import weights_architecture
 
     settings: dict[str, Any] = dict(brain_settings or {})
     if weights is not None:
         settings["Weights"] = str(weights.resolve())
-        try:
-            architecture = read_architecture(weights)
-        except ValueError as error:
-            raise UsageError(f"--weights: {error}") from None
-        if architecture is not None:
-            settings.update(architecture.settings)
+        settings.update(weights_architecture(weights))
     flat = None
     path = Path(source)
     if path.is_dir() or _is_recipe(source):

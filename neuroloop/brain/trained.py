@@ -201,3 +201,23 @@ def load_weights_file(weights: Path) -> TrainedBrain:
     brain = architecture.build()
     brain.joint.load_weights(weights)
     return TrainedBrain(brain)
+
+
+def parameter_summary(brain: Brain) -> list[str]:
+    """Lines naming each module (layer) of ``brain`` that holds parameters, with its count
+    (trainable, plus the non-trained input statistics), and the total."""
+    lines = []
+    trainable = frozen = 0
+    for layer in brain.joint.layers:
+        learnt = sum(int(np.prod(w.shape)) for w in layer.trainable_weights)
+        kept = sum(int(np.prod(w.shape)) for w in layer.non_trainable_weights)
+        if learnt or kept:
+            note = f"{learnt:,}" if not kept else f"{learnt:,} (+{kept:,} not trained)"
+            lines.append(f"  {layer.name:<28} {type(layer).__name__:<22} {note}")
+        trainable += learnt
+        frozen += kept
+    lines.append(
+        f"  {'total':<28} {'':<22} {trainable:,} trained (+{frozen:,} input statistics, "
+        "not trained)"
+    )
+    return lines

@@ -26,6 +26,7 @@ from neuroloop.brain.normalization import (
     REWARD_CLIP,
     RunningMeanStd,
 )
+from neuroloop.brain.trained import Architecture, read_architecture
 from neuroloop.brain.weights import assign_flat_weights, flat_weights
 from neuroloop.errors import CollectiveError, CollectiveInterrupt, UsageError
 from neuroloop.simulation import Simulation
@@ -208,6 +209,36 @@ def build_recipe_brain(recipe: Recipe, extra: Mapping[str, Any]) -> Brain:
     )
 
 
+def warm_start(brain: Brain, weights: Path, extra: Mapping[str, Any]) -> None:
+    """Load ``InitialWeights`` into ``brain`` (built from the brain engine settings ``extra``).
+
+    Raises:
+        UsageError: If the weights' architecture file names another brain, or the weights do
+            not fit.
+    """
+    try:
+        architecture = read_architecture(weights)
+    except ValueError as error:
+        raise UsageError(f"InitialWeights: {error}") from None
+    if architecture is not None:
+        expected = dict(Architecture.from_engine(extra).settings)
+        found = dict(architecture.settings)
+        differing = sorted(k for k in found if json.dumps(found[k]) != json.dumps(expected.get(k)))
+        if differing:
+            raise UsageError(
+                f"InitialWeights {weights}: expected weights of the recipe's brain. Received: "
+                + ", ".join(f"{k}={found[k]!r} (recipe: {expected.get(k)!r})" for k in differing)
+            )
+    try:
+        brain.joint.load_weights(weights)
+    except (ValueError, OSError) as error:
+        reason = " ".join(str(error).split("Target variable:")[0].split())
+        raise UsageError(
+            f"InitialWeights {weights}: expected weights that fit the recipe's brain "
+            f"{brain.name!r}. Received: {reason}"
+        ) from None
+
+
 class Trainer:
     """Trains the brain of a recipe's simulation with PPO.
 
@@ -257,6 +288,8 @@ class Trainer:
         self.best_return = -math.inf
         if start is not None:
             self._restore(start)
+        elif recipe.initial_weights is not None:
+            warm_start(self.brain, recipe.initial_weights, extra)
         # Every rank takes rank 0's weights at the start of each cycle (_synchronize_weights).
         self._apply_statistics()
 
