@@ -94,7 +94,13 @@ def add_commands(
     export.set_defaults(handler=_export)
 
     plot = commands.add_parser("plot", help="plot learning curves of runs into a PNG")
-    plot.add_argument("run_dirs", type=Path, nargs="+", help="training run directories")
+    plot.add_argument(
+        "run_dirs",
+        type=Path,
+        nargs="+",
+        help="training run directories, batch directories (neuroloop batch) or folders of "
+        "runs; runs whose recipes differ only in Seed are drawn as their mean and 95%% interval",
+    )
     plot.add_argument("--output", type=Path, default=Path("learning_curves.png"))
     plot.set_defaults(handler=_plot)
 
@@ -168,10 +174,12 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
     records = trainer.train(between_cycles=between_cycles)
     if comm.is_root and records:
         last = records[-1]
+        figures = [f"mean return {last['mean_return']:.4g}"]
+        if recipe.metric != "mean_return":
+            figures.append(f"{recipe.metric} {last['metric']:.4g}")
         print(
-            f"cycles {last['cycle']}  env steps {last['env_steps']:,}  "
-            f"mean return {last['mean_return']:.3f}  {recipe.metric} {last['metric']:.3f}  "
-            f"run {run_dir}"
+            f"trained {last['cycle']} cycles ({last['env_steps']:,} env steps) into {run_dir}; "
+            f"episodes ending in the last cycle: {', '.join(figures)}"
         )
     return 0
 
@@ -296,11 +304,14 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from neuroloop.training.monitor import plot_runs
+    from neuroloop.training.monitor import find_runs, group_runs, plot_runs
 
     try:
         output = plot_runs(args.run_dirs, args.output)
+        groups = group_runs(find_runs(args.run_dirs))
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
-    print(f"wrote {output}")
+    print(f"wrote {output}:")
+    for label, members in groups.items():
+        print(f"  {label}: {len(members)} run(s)")
     return 0
