@@ -130,6 +130,12 @@ class TrainedBrain:
         """The Sensation modalities ``step`` reads (the joint model's inputs)."""
         return tuple(sorted({*self.brain.policy_modalities, *self.brain.value_modalities}))
 
+    @property
+    def input_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Per-step shape of each modality ``step`` reads (no world or time axis)."""
+        shapes = {tensor.name: tuple(tensor.shape[2:]) for tensor in self.brain.joint.inputs}
+        return {name: shapes[name] for name in self.modalities}
+
     def initial_state(self, batch_size: int = 1) -> dict[str, np.ndarray]:
         """Zero recurrent state for ``batch_size`` worlds (empty for a feed-forward brain)."""
         return self.brain.initial_state(batch_size)
