@@ -38,9 +38,10 @@ from neuroloop.plugins.experiments.rotations import random_quaternions, rotation
 SUCCESS_ROTATION = 0.4
 """Success when the cube is within this rotation distance (rad) of the goal."""
 
-GOAL_MARKER_OFFSET = (0.0, -0.08, 0.06)
+GOAL_MARKER_OFFSET = (0.1, 0.0, 0.0)
 """Where the goal-orientation marker cube is shown, relative to the cube (m, world frame):
-beyond the fingertips and above them, so it never hides the cube."""
+beside it, as gymnasium-robotics shows a goal whose position is ignored, so it never hides
+the cube."""
 
 GOAL_TIMEOUT_S = 8.0
 """Seconds allowed per goal."""
