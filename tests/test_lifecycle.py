@@ -6,6 +6,7 @@ One real two-seed training batch (Pendulum-v1, two tiny cycles each) serves ever
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import keras
@@ -157,3 +158,16 @@ def test_resuming_a_finished_run_says_so(batch: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f"{run} is already finished (2 of 2 cycles)" in done.stderr
     assert json.loads((run / "progress.jsonl").read_text().splitlines()[-1])["cycle"] == 2
+
+
+@pytest.mark.skipif(
+    platform.machine() != "x86_64", reason="TensorFlow's oneDNN notice is an x86-64 message"
+)
+def test_tensorflow_start_up_messages_only_with_verbose(batch: Path, tmp_path: Path) -> None:
+    run = train_dir(batch, 0)
+    common = ("export", run, "--checkpoint", "latest", "--output", tmp_path / "p.weights.h5")
+    quiet = run_neuroloop(*common)
+    verbose = run_neuroloop(*common, "--verbose")
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr + verbose.stderr
+    assert quiet.stderr == ""
+    assert "oneDNN custom operations" in verbose.stderr
