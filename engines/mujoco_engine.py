@@ -13,11 +13,14 @@ Always available (first axis = world ``W``, ``float64``): ``qpos``, ``qvel``, ``
 ``actuator_length``, ``actuator_velocity``, ``actuator_force``, ``act`` (muscle and other
 actuator activations), ``sensordata`` and ``time`` ``[W]``; the constants
 ``actuator_ctrlrange`` ``[nu, 2]`` and ``joint_range`` ``[njnt, 2]`` (no world axis: read
-them once); ``camera`` ``[W, H, Wi, 3]`` ``uint8`` when ``Camera`` is configured.
+them once); ``camera`` ``[W, H, Wi, 3]`` ``uint8`` when ``Camera`` is configured (``[1, H,
+Wi, 3]`` with ``Camera.World``: only that world is rendered; see ``mujoco_camera``).
 
 Datapacks in: ``ctrl`` ``[W, nu]`` (checked for shape and finiteness; MuJoCo clamps
 control-limited actuators), ``reset_worlds`` ``[W]`` bool (restart these worlds at the start
-of the next step, each from its own seeded generator) and every declared ``Hold`` pose.
+of the next step, each from its own seeded generator), every declared ``Hold`` pose, and
+``markers`` ``[W, M, 3]`` (goal positions drawn as spheres into camera pictures only; they
+stay until replaced and never touch the physics).
 
 MuJoCo's warning counters are checked after every step: bad qpos, qvel, qacc or ctrl raise
 ``PhysicsInstabilityError`` naming the engine and world; contact or constraint buffer
@@ -55,6 +58,7 @@ from neuroloop.config import engine_extra_configs
 from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine
 from neuroloop.errors import EngineError
+from neuroloop.plugins.engines.mujoco_camera import CameraSettings, WorldCamera
 
 NS_PER_SECOND = 1_000_000_000
 """Nanoseconds per second: configs speak seconds, ``step`` speaks integer nanoseconds."""
@@ -128,13 +132,8 @@ LOGGED_WARNINGS = (
 )
 """MuJoCo warnings that degrade the simulation without breaking it: logged."""
 
-GL_ERRORS = (mujoco.FatalError, AttributeError, ImportError, OSError, RuntimeError)
-"""What creating an offscreen renderer raises when no OpenGL backend is usable."""
-
-
-FREE_CAMERA_SETTINGS = {"Distance": "distance", "Azimuth": "azimuth", "Elevation": "elevation"}
-"""``Camera`` keys that adjust the free camera (``mujoco.MjvCamera`` attributes)."""
-
+MARKER_COORDINATES = 3
+"""Columns of a goal marker in the ``markers`` datapack: x, y, z (m, world frame)."""
 
 MEMINFO = "/proc/meminfo"
 WORLD_MEMORY_FACTOR = 4
@@ -452,9 +451,9 @@ class MujocoEngine(Engine):
         self._constants: dict[str, np.ndarray] = {}
         self._holds: dict[str, HeldPose] = {}
         self._pool: ThreadPoolExecutor | None = None
-        self._renderer: mujoco.Renderer | None = None
-        self._camera: mujoco.MjvCamera | str = mujoco.MjvCamera()
+        self._camera: WorldCamera | None = None
         self._camera_frame: np.ndarray | None = None
+        self._markers: np.ndarray | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -495,7 +494,7 @@ class MujocoEngine(Engine):
                 thread_name_prefix=f"{self.name}-world",
             )
 
-        publish, hold = self._declarations(settings, schema, base, context)
+        publish, hold, view = self._declarations(settings, schema, base, context)
         self._readers = {
             name: Reader(field, slice(None) if field != "time" else (), self._generic_shape(field))
             for name, field in GENERIC_DATAPACKS.items()
@@ -513,9 +512,10 @@ class MujocoEngine(Engine):
 
         names = [*self._readers, *self._constants, *self._holds]
         if settings["Camera"] is not None:
-            self._open_camera(model, settings["Camera"], context)
+            self._open_camera(model, CameraSettings.merge(settings["Camera"], view), context)
             names.append("camera")
-        names.append("reset_worlds")
+        names += ["markers", "reset_worlds"]
+        self._markers = None
         self._names = tuple(names)
         self._pending_resets = np.zeros(n_worlds, dtype=bool)
         self._seed_worlds(None)
@@ -586,9 +586,9 @@ class MujocoEngine(Engine):
 
     def shutdown(self) -> None:
         """Close the renderer and the stepping threads."""
-        if self._renderer is not None:
-            self._renderer.close()
-            self._renderer = None
+        if self._camera is not None:
+            self._camera.close()
+            self._camera = None
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -623,8 +623,12 @@ class MujocoEngine(Engine):
             return self._holds[name].pose.copy()
         if name == "reset_worlds":
             return self._pending_resets.copy()
-        if name == "camera" and self._renderer is not None:
+        if name == "camera" and self._camera is not None:
             return self._render()
+        if name == "markers":
+            if self._markers is None:
+                return np.zeros((len(self._datas), 0, MARKER_COORDINATES))
+            return self._markers.copy()
         raise ValueError(
             f"[{self.name}] get: expected one of this engine's datapacks "
             f"({', '.join(self._names) or 'none: not initialized'}). Received: {name!r}"
@@ -646,6 +650,10 @@ class MujocoEngine(Engine):
             for data, row in zip(self._datas, ctrl, strict=True):
                 data.ctrl[:] = row
             return
+        if name == "markers":
+            self._markers = self._marker_positions(value)
+            self._camera_frame = None
+            return
         if name in self._holds:
             pose = self._finite_array(name, value, (len(self._datas), FREE_JOINT_QPOS))
             norms = np.linalg.norm(pose[:, QUATERNION], axis=1, keepdims=True)
@@ -661,7 +669,7 @@ class MujocoEngine(Engine):
             return
         raise ValueError(
             f"[{self.name}] set: expected one of the datapacks this engine accepts "
-            f"({', '.join(['ctrl', 'reset_worlds', *self._holds])}). Received: {name!r}"
+            f"({', '.join(['ctrl', 'reset_worlds', 'markers', *self._holds])}). Received: {name!r}"
         )
 
     # ------------------------------------------------------------------ helpers
@@ -726,10 +734,12 @@ class MujocoEngine(Engine):
 
     def _declarations(
         self, settings: Mapping[str, Any], schema: Mapping[str, Any], base: Path, context: str
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """``Publish`` and ``Hold``: the Body file's, updated with the config's own."""
+    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """``Publish`` and ``Hold`` (the Body file's, updated with the config's own) and the
+        Body file's ``View``."""
         publish: dict[str, Any] = {}
         hold: dict[str, Any] = {}
+        view: dict[str, Any] = {}
         if settings["Body"] is not None:
             path = Path(settings["Body"])
             path = path if path.is_absolute() else base / path
@@ -744,18 +754,26 @@ class MujocoEngine(Engine):
             validate(body, body_schema, f"Body file {path}", context)
             publish.update(body.get("Publish") or {})
             hold.update(body.get("Hold") or {})
+            view.update(body.get("View") or {})
         publish.update(settings["Publish"])
         hold.update(settings["Hold"])
         taken = sorted(
             (set(publish) | set(hold))
-            & {*GENERIC_DATAPACKS, "actuator_ctrlrange", "joint_range", "reset_worlds", "camera"}
+            & {
+                *GENERIC_DATAPACKS,
+                "actuator_ctrlrange",
+                "joint_range",
+                "reset_worlds",
+                "camera",
+                "markers",
+            }
         )
         if taken or set(publish) & set(hold):
             raise ValueError(
                 f"{context}: expected Publish and Hold names apart from each other and from "
                 f"the engine's own datapacks. Received: {taken or sorted(set(publish) & set(hold))}"
             )
-        return publish, hold
+        return publish, hold, view
 
     def _generic_shape(self, field: str) -> tuple[int, ...]:
         return np.shape(getattr(self._datas[0], field))
@@ -828,54 +846,40 @@ class MujocoEngine(Engine):
         self._ctrl_low = np.where(limited, model.actuator_ctrlrange[:, 0], -np.inf)
         self._ctrl_high = np.where(limited, model.actuator_ctrlrange[:, 1], np.inf)
 
-    def _open_camera(self, model: mujoco.MjModel, camera: Mapping[str, Any], context: str) -> None:
-        width, height = camera["Width"], camera["Height"]
-        name = camera.get("Name")
-        if name is None:
-            free = mujoco.MjvCamera()
-            mujoco.mjv_defaultFreeCamera(model, free)
-            if camera["LookAt"] is not None:
-                free.lookat[:] = camera["LookAt"]
-            for key, attribute in FREE_CAMERA_SETTINGS.items():
-                if camera[key] is not None:
-                    setattr(free, attribute, camera[key])
-            self._camera = free
-        else:
-            if mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_CAMERA, name) < 0:
-                cameras = [model.camera(i).name for i in range(model.ncam)]
-                raise ValueError(
-                    f"{context}: EngineExtraConfigs.Camera.Name: expected one of the model's "
-                    f"cameras {cameras} or absent (free camera). Received: {name!r}"
-                )
-            self._camera = name
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, height)
-        try:
-            self._renderer = mujoco.Renderer(model, height=height, width=width)
-        except GL_ERRORS as error:
-            raise EngineError(
-                f"{context}: Camera needs an OpenGL backend for offscreen rendering; set "
-                f"MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (software) before the "
-                f"engine process starts. Received: MUJOCO_GL="
-                f"{os.environ.get('MUJOCO_GL', '')!r}, "
-                f"{type(error).__name__}: {error}"
-            ) from None
+    def _open_camera(self, model: mujoco.MjModel, settings: CameraSettings, context: str) -> None:
+        if settings.world is not None and settings.world >= len(self._datas):
+            raise ValueError(
+                f"{context}: EngineExtraConfigs.Camera.World: expected a world index below "
+                f"Worlds={len(self._datas)}. Received: World={settings.world}"
+            )
+        self._camera = WorldCamera(model, settings, context)
 
     def _render(self) -> np.ndarray:
-        if self._renderer is None:
+        if self._camera is None:
             raise ValueError(f"[{self.name}] get camera: expected a configured Camera")
         if self._camera_frame is None:
             model = self._require_model("get camera")
-            frames = []
-            for world, data in enumerate(self._datas):
+
+            def prepare(world: int) -> None:
                 if self._holds:
                     self._hold(world)
-                    mujoco.mj_kinematics(model, data)
-                    mujoco.mj_camlight(model, data)
-                self._renderer.update_scene(data, camera=self._camera)
-                frames.append(self._renderer.render())
-            self._camera_frame = np.stack(frames)
+                    mujoco.mj_kinematics(model, self._datas[world])
+                    mujoco.mj_camlight(model, self._datas[world])
+
+            self._camera_frame = self._camera.render(self._datas, self._markers, prepare)
         return self._camera_frame.copy()
+
+    def _marker_positions(self, value: DataPackValue) -> np.ndarray:
+        """Check goal-marker positions ``[W, M, 3]`` (finite; M may be 0)."""
+        array = np.asarray(value) if isinstance(value, np.ndarray | np.generic) else None
+        shape = None if array is None else array.shape
+        if shape is None or len(shape) != 3 or shape[::2] != (len(self._datas), 3):
+            raise ValueError(
+                f"[{self.name}] set markers: expected positions of shape "
+                f"({len(self._datas)}, markers, {MARKER_COORDINATES}). Received: "
+                f"{type(value).__name__ if shape is None else f'shape {shape}'}"
+            )
+        return self._finite_array("markers", value, shape)
 
     def _hold(self, world: int) -> None:
         """Put world ``world``'s held joints at their poses, at rest."""

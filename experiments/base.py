@@ -132,6 +132,16 @@ class Task(abc.ABC):
     def success(self, state: State, goal: np.ndarray) -> np.ndarray:
         """``[W]`` bool: the goal is reached in this state."""
 
+    def goal_markers(self, state: State, goal: np.ndarray) -> np.ndarray | None:
+        """Where a picture shows the goal: positions ``[W, M, 3]`` (m, world frame) drawn as
+        markers, or ``None`` (the default) when the goal is not a place."""
+        return None
+
+    def goal_pose(self, state: State, goal: np.ndarray) -> np.ndarray | None:
+        """Pose ``[W, 7]`` (position, quaternion w x y z) of the body's goal marker object,
+        or ``None`` (the default) when the task has no such object."""
+        return None
+
     def terminated(self, state: State, goal: np.ndarray) -> np.ndarray:
         """``[W]`` bool: the state is terminal (no bootstrapping). Default: never."""
         return np.zeros(self.n_worlds(state), dtype=bool)

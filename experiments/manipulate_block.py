@@ -38,6 +38,11 @@ from neuroloop.plugins.experiments.rotations import random_quaternions, rotation
 SUCCESS_ROTATION = 0.4
 """Success when the cube is within this rotation distance (rad) of the goal."""
 
+GOAL_MARKER_OFFSET = (0.1, 0.0, 0.0)
+"""Where the goal-orientation marker cube is shown, relative to the cube (m, world frame):
+beside it, as gymnasium-robotics shows a goal whose position is ignored, so it never hides
+the cube."""
+
 GOAL_TIMEOUT_S = 8.0
 """Seconds allowed per goal."""
 
@@ -123,6 +128,11 @@ class ManipulateBlockTask(Task):
 
     def terminated(self, state: State, goal: np.ndarray) -> np.ndarray:
         return self.dropped(state)
+
+    def goal_pose(self, state: State, goal: np.ndarray) -> np.ndarray:
+        """The goal orientation shown beside the cube: ``GOAL_MARKER_OFFSET`` from it."""
+        position = self.array(state, "object_pose")[:, POSITION] + np.asarray(GOAL_MARKER_OFFSET)
+        return np.concatenate([position, np.asarray(goal, dtype=np.float64)], axis=1)
 
     def metric_value(self, progress: GoalProgress, success: np.ndarray) -> np.ndarray:
         """Consecutive goals reached in the episode ``[W]``."""

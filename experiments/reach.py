@@ -135,3 +135,7 @@ class ReachTask(Task):
 
     def success(self, state: State, goal: np.ndarray) -> np.ndarray:
         return self.distance(state, goal) < self.success_distance
+
+    def goal_markers(self, state: State, goal: np.ndarray) -> np.ndarray:
+        """The target position of each fingertip ``[W, 5, 3]`` (ff, mf, rf, lf, th)."""
+        return np.asarray(goal).reshape(-1, FINGERTIPS, 3)

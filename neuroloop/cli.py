@@ -11,9 +11,9 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from neuroloop.errors import CollectiveError, NeuroloopError, UsageError
 from neuroloop.shipped import CONFIG, KINDS, resolve, shipped, shipped_root
@@ -32,12 +32,19 @@ TRAIN_INTERRUPT_GRACE_S = 300.0
 """The same for ``neuroloop train``, which stops after its cycle: long enough to finish and
 checkpoint a cycle (a second signal still stops it at once)."""
 PROGRESS_INTERVAL_S = 1.0
+QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_ENABLE_ONEDNN_OPTS": "0"}
+"""Set unless ``--verbose``: TensorFlow's C++ INFO lines off, and its oneDNN custom operations
+off, which also ends their absl start-up notice (they reorder floating-point sums, so off is
+also the run-to-run reproducible choice). A value already in the environment is kept."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter
+    if not args.verbose:
+        # Inherited by every engine process this command starts.
+        for key, value in QUIET_ENV.items():
+            os.environ.setdefault(key, value)
     INTERRUPTS.install(TRAIN_INTERRUPT_GRACE_S if args.command == "train" else INTERRUPT_GRACE_S)
     try:
         status: int = args.handler(args)
@@ -169,6 +176,16 @@ def _parser() -> argparse.ArgumentParser:
     from neuroloop.surrogate.commands import add_command as add_surrogate_command
 
     add_surrogate_command(commands)
+
+    from neuroloop.render import add_command as add_render_command
+
+    add_render_command(commands, INTERRUPTS.check)
+    for command in commands.choices.values():
+        command.add_argument(
+            "--verbose",
+            action="store_true",
+            help="keep TensorFlow's start-up and INFO messages (silenced by default)",
+        )
     return parser
 
 
@@ -315,6 +332,18 @@ class _Progress:
             print(file=sys.stderr)
 
 
+def status_lines(status: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(key, value)`` of each status entry but ``done``, floats to 6 significant digits.
+
+    The keys stay as the status function names them: ``neuroloop batch`` reads them back.
+    """
+    return [
+        (key, f"{value:.6g}" if isinstance(value, float) else str(value))
+        for key, value in status.items()
+        if key != "done"
+    ]
+
+
 def _summary(
     sim: Simulation, wall_s: float, progress: _Progress, recorder: DataPackRecorder | None
 ) -> None:
@@ -328,8 +357,7 @@ def _summary(
     )
     ended = "status function" if sim.loop.done else "SimulationTimeout" if sim.done else "--steps"
     print(f"ended by     {ended}")
-    for key, value in sim.loop.functions.last_status.items():
-        if key != "done":
-            print(f"{key:<12} {value}" if len(key) < 12 else f"{key} {value}")
+    for label, value in status_lines(sim.loop.functions.last_status):
+        print(f"{label:<12} {value}" if len(label) < 12 else f"{label} {value}")
     if recorder is not None:
         print(f"recorded     {recorder.count} datapacks to {recorder.path}")

@@ -30,6 +30,13 @@ import numpy as np
 from neuroloop.brain.actions import get_actions
 from neuroloop.config import load_config
 from neuroloop.datapack import DataPackIdentifier, DataPackValue
+from neuroloop.render import (
+    DEFAULT_SIZE,
+    VideoRequest,
+    camera_overrides,
+    choose_gl_backend,
+    physics_engine,
+)
 from neuroloop.simulation import Simulation
 from neuroloop.training.gather import REWARD, TERMINATED, TRUNCATED
 
@@ -103,12 +110,19 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
             first, then engine datapacks.
         terminated: The datapack saying an episode ended in a terminal state.
         truncated: The datapack saying an episode ended by a limit.
+        render_mode: ``"rgb_array"``: ``render()`` returns the picture ``[H, W, 3]`` of the
+            config's MuJoCo engine after the latest step, taken offscreen (``MUJOCO_GL``, or
+            EGL, else OSMesa) from the body's default view with the goal drawn in.
+            ``None``: no pictures.
+        render_size: ``(width, height)`` of the pictures (px).
 
     Raises:
-        ValueError: If the agent engine is ambiguous, or the config runs more than one world.
+        ValueError: If the agent engine is ambiguous, the config runs more than one world,
+            or ``render_mode`` is not supported.
+        UsageError: If pictures are asked for and no offscreen OpenGL backend works.
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"]}
 
     def __init__(
         self,
@@ -119,7 +133,22 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         reward: DataPackIdentifier = REWARD,
         terminated: DataPackIdentifier = TERMINATED,
         truncated: DataPackIdentifier = TRUNCATED,
+        render_mode: str | None = None,
+        render_size: tuple[int, int] = (DEFAULT_SIZE, DEFAULT_SIZE),
     ) -> None:
+        if render_mode not in (None, *self.metadata["render_modes"]):
+            raise ValueError(
+                f"render_mode: expected one of {self.metadata['render_modes']} or None. "
+                f"Received: {render_mode!r}"
+            )
+        self.render_mode = render_mode
+        self._camera_engine: str | None = None
+        if render_mode is not None:
+            plain = load_config(config, overrides)
+            self._camera_engine = physics_engine(plain)
+            request = VideoRequest(Path(), width=render_size[0], height=render_size[1])
+            overrides = [*overrides, *camera_overrides(plain, request)]
+            choose_gl_backend()
         loaded = load_config(config, overrides)
         if agent is None:
             brains = [e.name for e in loaded.engines if e.type == BRAIN_TYPE]
@@ -155,6 +184,8 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self._slot = AgentSlot(agent)
         self._simulation = Simulation(loaded, local={agent: self._slot}, echo_engine_output=False)
         self._simulation.__enter__()
+        if self._camera_engine is not None:
+            self._simulation.loop.request(self._camera_engine, ["camera"])
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
@@ -182,6 +213,13 @@ class SimulationEnv(gymnasium.Env[dict[str, np.ndarray], np.ndarray]):
         self._simulation.loop.run_until_stepped(self._slot.name)
         reward, terminated, truncated = (self._scalar(i) for i in self._ids)
         return self._observation(), float(reward), bool(terminated), bool(truncated), {}
+
+    def render(self) -> np.ndarray | None:
+        """The picture ``[H, W, 3]`` ``uint8`` after the latest step (``rgb_array`` mode),
+        or None without a ``render_mode``."""
+        if self._camera_engine is None:
+            return None
+        return np.asarray(self._simulation.datapack("camera", self._camera_engine))[0]
 
     def close(self) -> None:
         self._simulation.close()

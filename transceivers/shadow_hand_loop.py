@@ -10,7 +10,8 @@ its options, passed in by ``@SimulationTask``):
   ``episode_metric`` (the task metric of each episode that ends);
 - ``to_brain`` (transceiver, brain): the Sensation and ``episode_start`` to the brain;
 - ``to_body`` (transceiver, physics): the brain's latest action -> ``ctrl`` in the
-  actuators' control range, plus ``reset_worlds`` for worlds whose episode ended;
+  actuators' control range, plus ``reset_worlds`` for worlds whose episode ended, and, when
+  the goal changes, where the engine's camera shows it (``markers``, ``target_pose``);
 - ``status`` (status function): reports finished episodes and the task metric.
 
 A function file assigns them at module level, which is all the loader needs::
@@ -60,6 +61,12 @@ PHYSICS_STATE = (
 )
 """Physics datapacks the task and the sensation read every control step."""
 
+GOAL_MARKERS = "markers"
+"""The physics engine's datapack of goal positions drawn into its camera pictures."""
+
+GOAL_POSE = "target_pose"
+"""The Shadow Hand body's held goal-marker object (manipulate models)."""
+
 SENT_MODALITIES = ("proprioception", "touch", "goal", "asymmetric")
 """Sensation modalities the Shadow Hand loop produces (no vision)."""
 
@@ -102,6 +109,10 @@ class HandTaskLoop:
         self.episodes: TaskEpisodes | None = None
         """The task's episodes, made at the first observation of the task."""
         self.last_ns: int | None = None
+        self.shown_goal: np.ndarray | None = None
+        """The goal the physics engine's goal markers show."""
+        self.goal_display: list[DataPack] = []
+        """Goal markers (and the goal object's pose) to send with the next ``to_body``."""
 
     def observe(self, now: int, task: Task, **state: DataPack) -> list[DataPack]:
         """Physics state -> task outcome -> Sensation, episode_start, reset_worlds."""
@@ -116,10 +127,12 @@ class HandTaskLoop:
             # First observation, or the simulation was reset: every episode starts afresh,
             # with goals drawn from a seed that the (seeded) initial physics state fixes.
             self.episodes.restart(self.seed if self.seed is not None else state_seed(values))
+            self.shown_goal = None
         else:
             self.episodes.control_dt_s = (now - self.last_ns) / NS_PER_S
         self.last_ns = now
         outcome: StepOutcome = self.episodes.observe(values)
+        self.goal_display = self.show_goal(task, values, outcome.goal)
         orientation = outcome.goal if task.goal_is_orientation else None
         sensation = sensation_from_physics(values, outcome.goal, orientation)
         physics = self.physics
@@ -130,6 +143,23 @@ class HandTaskLoop:
         datapacks.append(DataPack("terminated", physics, outcome.terminated))
         datapacks.append(DataPack("truncated", physics, outcome.truncated))
         datapacks.append(DataPack("episode_metric", physics, outcome.metric))
+        return datapacks
+
+    def show_goal(
+        self, task: Task, values: Mapping[str, np.ndarray], goal: np.ndarray
+    ) -> list[DataPack]:
+        """The task's goal markers and goal-object pose for the physics engine's pictures,
+        when the goal has changed since they were last sent (nothing otherwise)."""
+        if self.shown_goal is not None and np.array_equal(self.shown_goal, goal):
+            return []
+        self.shown_goal = np.array(goal, copy=True)
+        datapacks = []
+        markers = task.goal_markers(values, goal)
+        if markers is not None:
+            datapacks.append(DataPack(GOAL_MARKERS, self.physics, markers))
+        pose = task.goal_pose(values, goal)
+        if pose is not None:
+            datapacks.append(DataPack(GOAL_POSE, self.physics, pose))
         return datapacks
 
     def to_brain(self, **inputs: DataPack) -> list[DataPack]:
@@ -144,7 +174,7 @@ class HandTaskLoop:
         self, action: DataPack, ctrlrange: DataPack, reset_worlds: DataPack
     ) -> list[DataPack]:
         """The brain's action as actuator targets, and the worlds to reset."""
-        datapacks = []
+        datapacks, self.goal_display = self.goal_display, []
         if action.data is not None and ctrlrange.data is not None:
             ctrl = self.actions.to_control(action.data, ctrlrange.data)
             datapacks.append(DataPack("ctrl", self.physics, ctrl))

@@ -16,6 +16,8 @@ from neuroloop.shipped import RECIPE, WEIGHTS, resolve
 
 if TYPE_CHECKING:
     from neuroloop.training.checkpoint import TrainingState
+    from neuroloop.training.recipe import Recipe
+    from neuroloop.training.trainer import Trainer
 
 RUNS = Path("runs")
 MPI_RANK_VARIABLES = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK")
@@ -75,6 +77,12 @@ def add_commands(
     evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     evaluate.add_argument("--horizon", type=int, help="control steps per gathering")
+    evaluate.add_argument(
+        "--video",
+        type=Path,
+        metavar="FILE",
+        help="also film one episode of world 0 with the same brain into FILE (.mp4 or .gif)",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser(
@@ -86,7 +94,13 @@ def add_commands(
     export.set_defaults(handler=_export)
 
     plot = commands.add_parser("plot", help="plot learning curves of runs into a PNG")
-    plot.add_argument("run_dirs", type=Path, nargs="+", help="training run directories")
+    plot.add_argument(
+        "run_dirs",
+        type=Path,
+        nargs="+",
+        help="training run directories, batch directories (neuroloop batch) or folders of "
+        "runs; runs whose recipes differ only in Seed are drawn as their mean and 95%% interval",
+    )
     plot.add_argument("--output", type=Path, default=Path("learning_curves.png"))
     plot.set_defaults(handler=_plot)
 
@@ -132,6 +146,14 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
     start = None
     if args.resume is not None:
         start = _resume_from(run_dir, recipe.document, args.workers, comm.size, comm.is_root)
+        if start.cycle >= recipe.cycles:
+            if comm.is_root:
+                print(
+                    f"neuroloop train: {run_dir} is already finished ({start.cycle} of "
+                    f"{recipe.cycles} cycles); nothing to do (pass --cycles N to train further)",
+                    file=sys.stderr,
+                )
+            return 0
         if comm.is_root:
             reconcile_progress(run_dir, start.cycle, start.progress)
             remove_partial_writes(run_dir / CHECKPOINTS)
@@ -148,15 +170,40 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
                 f"config's {recipe.config_brain}",
                 file=sys.stderr,
             )
+        _print_start(recipe, trainer, start is not None)
     records = trainer.train(between_cycles=between_cycles)
     if comm.is_root and records:
         last = records[-1]
+        figures = [f"mean return {last['mean_return']:.4g}"]
+        if recipe.metric != "mean_return":
+            figures.append(f"{recipe.metric} {last['metric']:.4g}")
         print(
-            f"cycles {last['cycle']}  env steps {last['env_steps']:,}  "
-            f"mean return {last['mean_return']:.3f}  {recipe.metric} {last['metric']:.3f}  "
-            f"run {run_dir}"
+            f"trained {last['cycle']} cycles ({last['env_steps']:,} env steps) into {run_dir}; "
+            f"episodes ending in the last cycle: {', '.join(figures)}"
         )
     return 0
+
+
+def _print_start(recipe: Recipe, trainer: Trainer, resumed: bool) -> None:
+    """Where the brain's weights come from, and its parameters per module."""
+    from neuroloop.brain.trained import parameter_summary
+
+    if resumed:
+        origin = "the run's checkpoint"
+    elif recipe.initial_weights is not None:
+        origin = f"InitialWeights {recipe.initial_weights}"
+    else:
+        origin = "fresh weights (seeded)"
+    print(f"neuroloop train: the brain starts from {origin}", file=sys.stderr)
+    if recipe.config_weights is not None and recipe.initial_weights is None and not resumed:
+        print(
+            f"neuroloop train: the simulation config's Weights {recipe.config_weights} are not "
+            "used for training; to start from them, set InitialWeights in the recipe",
+            file=sys.stderr,
+        )
+    print(f"neuroloop train: brain {recipe.brain}, parameters per module:", file=sys.stderr)
+    for line in parameter_summary(trainer.brain):
+        print(line, file=sys.stderr)
 
 
 def _resume_from(
@@ -232,7 +279,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
+    if args.video is not None:
+        _film_one_episode(source, weights, args.video, args.deterministic)
     return 0
+
+
+def _film_one_episode(source: Path, weights: Path | None, video: Path, deterministic: bool) -> None:
+    """``evaluate --video``: one episode of world 0 with the evaluated brain."""
+    from neuroloop.render import VideoRequest, film, video_config
+    from neuroloop.training.evaluate import EVALUATION_SEED
+
+    request = VideoRequest(output=video, seed=EVALUATION_SEED)
+    config, flat = video_config(source, request, weights, {"Deterministic": deterministic})
+    frames = film(config, request, flat)
+    print(f"video        {video} ({frames} frames of one episode, world 0)")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -244,11 +304,14 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from neuroloop.training.monitor import plot_runs
+    from neuroloop.training.monitor import find_runs, group_runs, plot_runs
 
     try:
         output = plot_runs(args.run_dirs, args.output)
+        groups = group_runs(find_runs(args.run_dirs))
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None
-    print(f"wrote {output}")
+    print(f"wrote {output}:")
+    for label, members in groups.items():
+        print(f"  {label}: {len(members)} run(s)")
     return 0

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from neuroloop.brain.trained import read_architecture
 from neuroloop.brain.weights import flatten
 from neuroloop.errors import UsageError
 from neuroloop.simulation import Simulation
@@ -25,6 +27,19 @@ EVALUATION_SEED = 1_000_000_007
 """Seeds of evaluation episodes start here: never a training cycle's seed."""
 NO_EPISODE_PATIENCE = 3
 """Gatherings without a finished episode after which evaluation gives up."""
+
+
+def weights_architecture(weights: Path) -> dict[str, Any]:
+    """The brain engine settings in the architecture file beside ``weights`` (none: {}).
+
+    Raises:
+        UsageError: If that file is malformed.
+    """
+    try:
+        architecture = read_architecture(weights)
+    except ValueError as error:
+        raise UsageError(f"--weights: {error}") from None
+    return {} if architecture is None else dict(architecture.settings)
 
 
 def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float, int]:
@@ -69,7 +84,8 @@ def evaluate(
         horizon: Control steps per gathering (default: the recipe's Horizon); episodes
             longer than this never finish.
         weights: A ``.weights.h5`` file (``neuroloop export``) to evaluate on the task of
-            the recipe ``source``.
+            the recipe ``source``; the brain is built from its ``.brain.json`` when there is
+            one, else as the recipe says.
 
     Returns:
         ``{"return": (mean, half_width, n), METRIC: (...)}``; the task metric when the
@@ -86,6 +102,7 @@ def evaluate(
     elif source.is_file():
         recipe = load_recipe(source)
         settings["Weights"] = str(weights.resolve())
+        settings.update(weights_architecture(weights))
     else:
         raise UsageError(
             f"evaluate {source} --weights {weights}: expected a recipe file to evaluate the "

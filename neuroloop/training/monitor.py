@@ -1,8 +1,10 @@
 """The training monitor: one JSON line per cycle, TensorBoard scalars, a progress line.
 
 Every cycle appends one JSON object to ``RUN_DIR/progress.jsonl`` and writes its numeric
-entries as TensorBoard scalars under ``RUN_DIR/tensorboard``. ``plot_runs`` draws the
-learning curves of one or more runs into a PNG.
+entries as TensorBoard scalars under ``RUN_DIR/tensorboard``, against environment steps; the
+recipe's values go to TensorBoard's hyperparameter tab. ``plot_runs`` draws the learning
+curves of runs or batches into a PNG, the seeds of one setting as their mean and 95%
+interval.
 """
 
 from __future__ import annotations
@@ -11,15 +13,30 @@ import json
 import math
 import resource
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 PROGRESS = "progress.jsonl"
 TENSORBOARD = "tensorboard"
 KIB = 1024
-CURVES = ("mean_return", "metric", "policy_loss", "value_loss", "entropy", "approx_kl")
-"""Entries ``plot_runs`` draws, one panel each, when the runs have them."""
+CURVES = {
+    "mean_return": "mean return\n(episodes ending in the cycle)",
+    "metric": "",
+    "policy_loss": "policy loss",
+    "value_loss": "value loss",
+    "entropy": "policy entropy",
+    "approx_kl": "approximate KL\n(old to new policy)",
+}
+"""Entries ``plot_runs`` draws, one panel each when the runs have them, with their axis
+labels (the metric's is its name in the runs' records)."""
+RECIPE_FILE = "recipe.json"
+BATCH_FILE = "batch.json"
+CONFIDENCE = 0.95
+"""Two-sided coverage of the interval drawn around the mean of several seeds."""
 
 
 def peak_memory_mib() -> float:
@@ -38,13 +55,26 @@ class Monitor:
         quiet: No progress line.
     """
 
-    def __init__(self, run_dir: Path, total_cycles: int, quiet: bool = False) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        total_cycles: int,
+        quiet: bool = False,
+        hparams: Mapping[str, bool | int | float | str] | None = None,
+    ) -> None:
         import tensorflow as tf
+        from tensorboard.plugins.hparams import api as hp
 
         self.path = run_dir / PROGRESS
         self.total_cycles = total_cycles
         self.quiet = quiet
         self._writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD))
+        self._started = time.monotonic()
+        self._first_cycle: int | None = None
+        if hparams:
+            with self._writer.as_default():
+                hp.hparams(dict(hparams))
+            self._writer.flush()
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append ``record`` (which must hold ``cycle``) and print the progress line."""
@@ -52,12 +82,18 @@ class Monitor:
 
         with self.path.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps(_strict(record), allow_nan=False) + "\n")
-        with self._writer.as_default(step=int(record["cycle"])):
+        with self._writer.as_default(step=int(record.get("env_steps", record["cycle"]))):
             for key, value in _scalars(record):
                 tf.summary.scalar(key, value)
         self._writer.flush()
+        cycle = int(record["cycle"])
+        if self._first_cycle is None:
+            self._first_cycle = cycle - 1  # cycles done before this process (a resume)
+        per_cycle = (time.monotonic() - self._started) / max(cycle - self._first_cycle, 1)
         if not self.quiet:
-            print(_progress_line(record, self.total_cycles), file=sys.stderr, flush=True)
+            eta = per_cycle * max(self.total_cycles - cycle, 0)
+            line = _progress_line(record, self.total_cycles)
+            print(f"{line}  ETA {_duration(eta)}", file=sys.stderr, flush=True)
 
 
 def _strict(value: Any) -> Any:
@@ -96,6 +132,12 @@ def _progress_line(record: Mapping[str, Any], total: int) -> str:
         if isinstance(value, int | float) and math.isfinite(value):
             parts.append(f"{label} {value:{fmt}}")
     return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    """``h:mm:ss``."""
+    whole = round(seconds)
+    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
 def read_progress(run_dir: Path) -> list[dict[str, Any]]:
@@ -138,29 +180,142 @@ def reconcile_progress(run_dir: Path, cycle: int, record: Mapping[str, Any] | No
         temporary.replace(path)
 
 
-def plot_runs(run_dirs: Sequence[Path], output: Path) -> Path:
-    """Draw the learning curves of ``run_dirs`` (overlaid) into the PNG ``output``."""
+def find_runs(paths: Sequence[Path]) -> list[Path]:
+    """The training run directories in ``paths``: runs themselves, batch directories
+    (``neuroloop batch --out``) or any folders holding runs.
+
+    Raises:
+        FileNotFoundError: If a path holds no training run.
+    """
+    runs: list[Path] = []
+    for path in paths:
+        if (path / PROGRESS).is_file():
+            found = [path]
+        else:
+            found = sorted(progress.parent for progress in path.rglob(PROGRESS))
+        if not found:
+            raise FileNotFoundError(
+                f"{path}: expected a training run (with {PROGRESS}), a batch directory or a "
+                "folder holding runs"
+            )
+        runs += [run for run in found if run not in runs]
+    return runs
+
+
+def _setting(run: Path) -> str:
+    """What makes runs one setting: their recipe apart from its Seed (else the run itself)."""
+    path = run / RECIPE_FILE
+    if not path.is_file():
+        return str(run.resolve())
+    recipe = {k: v for k, v in json.loads(path.read_text()).items() if k != "Seed"}
+    return json.dumps(recipe, sort_keys=True)
+
+
+def _flat(document: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for key, value in document.items():
+        if isinstance(value, Mapping):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value)
+    return flat
+
+
+def distinct_labels(paths: Sequence[Path]) -> list[str]:
+    """The shortest trailing parts of ``paths`` that tell them apart (whole paths if none)."""
+    parts = [path.resolve().parts for path in paths]
+    for length in range(1, max((len(p) for p in parts), default=1) + 1):
+        labels = ["/".join(p[-length:]) for p in parts]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(path) for path in paths]
+
+
+def group_runs(runs: Sequence[Path]) -> dict[str, list[Path]]:
+    """Runs by setting, each setting labelled by the recipe values that set it apart (or by
+    its distinct path), with its number of seeds."""
+    groups: dict[str, list[Path]] = {}
+    for run in runs:
+        groups.setdefault(_setting(run), []).append(run)
+    settings = [_flat(json.loads(key)) if key.startswith("{") else {} for key in groups]
+    differing = sorted(
+        {k for flat in settings for k in flat if len({f.get(k) for f in settings}) > 1}
+        - {"Simulation", "Name"}
+    )
+    paths = distinct_labels(
+        [members[0] if len(members) == 1 else members[0].parent for members in groups.values()]
+    )
+    labelled = {}
+    for members, flat, path in zip(groups.values(), settings, paths, strict=True):
+        shown = ", ".join(f"{k}={flat[k]}" for k in differing if k in flat)
+        label = shown or path
+        if len(members) > 1:
+            label += f" (mean of {len(members)} seeds, {CONFIDENCE:.0%} interval)"
+        labelled[label] = members
+    return labelled
+
+
+def _mean_and_interval(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over seeds and the half-width of its Student-t interval, per point."""
+    from scipy import stats
+
+    stacked = np.stack(curves)
+    n = stacked.shape[0]
+    mean = stacked.mean(axis=0)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    quantile = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+    return mean, quantile * stacked.std(axis=0, ddof=1) / math.sqrt(n)
+
+
+def plot_runs(paths: Sequence[Path], output: Path) -> Path:
+    """Draw the learning curves of the runs in ``paths`` into the PNG ``output``.
+
+    Runs whose recipes differ only in their Seed are one setting: drawn as the mean over
+    seeds with its 95% interval (Student t), against environment steps.
+
+    Raises:
+        FileNotFoundError: If a path holds no training run.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {run.name: read_progress(run) for run in run_dirs}
-    keys = [k for k in CURVES if any(k in record for rs in runs.values() for record in rs)]
-    figure, axes = plt.subplots(len(keys), 1, figsize=(7, 2.4 * len(keys)), squeeze=False)
+    groups = group_runs(find_runs(paths))
+    records = {run: read_progress(run) for members in groups.values() for run in members}
+    every = [record for rs in records.values() for record in rs]
+    keys = [k for k in CURVES if any(k in record for record in every)]
+    metric_names = sorted({str(r["metric_name"]) for r in every if "metric_name" in r})
+    figure, axes = plt.subplots(len(keys), 1, figsize=(8, 2.6 * len(keys)), squeeze=False)
     for axis, key in zip(axes[:, 0], keys, strict=True):
-        for name, records in runs.items():
-            points = [(r["env_steps"], r[key]) for r in records if _finite(r.get(key))]
-            if points:
-                axis.plot(*zip(*points, strict=True), label=name)
-        axis.set_ylabel(key)
+        for label, members in groups.items():
+            curves = [_curve(records[run], key) for run in members]
+            cycles = min(len(steps) for steps, _ in curves)
+            if cycles == 0:
+                continue
+            steps = curves[0][0][:cycles]
+            mean, half = _mean_and_interval([values[:cycles] for _, values in curves])
+            (line,) = axis.plot(steps, mean, label=label)
+            if len(members) > 1:
+                axis.fill_between(
+                    steps, mean - half, mean + half, color=line.get_color(), alpha=0.2
+                )
+        axis.set_ylabel(CURVES[key] or " / ".join(metric_names) or "task metric")
         axis.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("environment steps")
-    axes[0, 0].legend(loc="best")
+    axes[0, 0].legend(loc="best", fontsize="small")
     figure.tight_layout()
     figure.savefig(output, dpi=100)
     plt.close(figure)
     return output
+
+
+def _curve(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """Environment steps and ``key`` of each cycle (NaN where a cycle has no value)."""
+    steps = np.array([float(r["env_steps"]) for r in records])
+    values = np.array([float(r[key]) if _finite(r.get(key)) else math.nan for r in records])
+    return steps, values
 
 
 def _finite(value: Any) -> bool:

@@ -20,6 +20,7 @@ from neuroloop.brain.spec import absolute_spec, spec_problem
 from neuroloop.config import SimulationConfig, load_config, load_document
 from neuroloop.datapack import DataPackIdentifier
 from neuroloop.errors import ConfigError
+from neuroloop.shipped import WEIGHTS
 from neuroloop.tasks import task_class
 
 RECIPE_SCHEMA = "recipe"
@@ -86,6 +87,11 @@ class Recipe:
     """Policy distribution."""
     distribution_options: Mapping[str, Any]
     """Distribution options."""
+    initial_weights: Path | None
+    """Weights the brain starts from (a warm start), or None for fresh weights."""
+    config_weights: str | None
+    """The ``Weights`` the simulation config's brain engine names, which training does not
+    use (the trainer says so)."""
     worlds: int
     """Worlds per gathering process."""
     horizon: int
@@ -169,6 +175,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
     document["Simulation"] = str(simulation)
     config = load_config(simulation, document["SimulationOverrides"])
     config_brain = _fill_brain(document, file.parent, config)
+    initial_weights = _initial_weights(document, file.parent, path)
     _check_brain(document, path, config_brain)
     try:
         _check_consistency(document, str(path), config)
@@ -187,6 +194,11 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
         config_brain=config_brain,
         distribution=document["Distribution"],
         distribution_options=MappingProxyType(document["DistributionOptions"]),
+        initial_weights=initial_weights,
+        config_weights=next(
+            (e.extra.get("Weights") for e in config.engines if e.name == document["BrainEngine"]),
+            None,
+        ),
         worlds=document["Worlds"],
         horizon=document["Horizon"],
         cycles=document["Cycles"],
@@ -247,6 +259,23 @@ def _fill_brain(document: dict[str, Any], directory: Path, config: SimulationCon
     document["BrainOptions"] = document["BrainOptions"] or {}
     document["DistributionOptions"] = document["DistributionOptions"] or {}
     return config_brain
+
+
+def _initial_weights(document: dict[str, Any], directory: Path, path: str | Path) -> Path | None:
+    """``InitialWeights`` made absolute (relative to the recipe), checked to exist.
+
+    Raises:
+        ConfigError: If it names no ``.weights.h5`` file.
+    """
+    given = document["InitialWeights"]
+    if given is None:
+        return None
+    weights = (directory / given).resolve()
+    suffix = WEIGHTS.suffixes[0]
+    if not weights.is_file() or not weights.name.endswith(suffix):
+        raise ConfigError(str(path), "InitialWeights", f"an existing {suffix} file", str(weights))
+    document["InitialWeights"] = str(weights)
+    return weights
 
 
 def _check_brain(document: Mapping[str, Any], path: str | Path, config_brain: str | None) -> None:

@@ -26,6 +26,7 @@ from neuroloop.brain.normalization import (
     REWARD_CLIP,
     RunningMeanStd,
 )
+from neuroloop.brain.trained import Architecture, read_architecture
 from neuroloop.brain.weights import assign_flat_weights, flat_weights
 from neuroloop.errors import CollectiveError, CollectiveInterrupt, UsageError
 from neuroloop.simulation import Simulation
@@ -46,6 +47,8 @@ from neuroloop.training.recipe import MEAN_RETURN, Recipe
 from neuroloop.training.tbptt import Chunks, chunk_inputs, make_chunks, minibatches
 
 RECIPE_FILE = "recipe.json"
+SIMULATION_FILE = "simulation.json"
+"""The run's simulation config as resolved (recipe brain, worlds and seeds written in, rank 0)."""
 """The metric name that means the mean return of the cycle's finished episodes."""
 RETURNS = "returns"
 """Name of the discounted-return statistics in checkpoints."""
@@ -208,6 +211,49 @@ def build_recipe_brain(recipe: Recipe, extra: Mapping[str, Any]) -> Brain:
     )
 
 
+def _hparams(document: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """The recipe's values as flat TensorBoard hyperparameters (``PPO.LearningRate``, ...)."""
+    flat: dict[str, Any] = {}
+    for key, value in document.items():
+        if isinstance(value, Mapping):
+            flat.update(_hparams(value, f"{prefix}{key}."))
+        elif isinstance(value, bool | int | float | str):
+            flat[f"{prefix}{key}"] = value
+        elif value is not None:
+            flat[f"{prefix}{key}"] = json.dumps(value)
+    return flat
+
+
+def warm_start(brain: Brain, weights: Path, extra: Mapping[str, Any]) -> None:
+    """Load ``InitialWeights`` into ``brain`` (built from the brain engine settings ``extra``).
+
+    Raises:
+        UsageError: If the weights' architecture file names another brain, or the weights do
+            not fit.
+    """
+    try:
+        architecture = read_architecture(weights)
+    except ValueError as error:
+        raise UsageError(f"InitialWeights: {error}") from None
+    if architecture is not None:
+        expected = dict(Architecture.from_engine(extra).settings)
+        found = dict(architecture.settings)
+        differing = sorted(k for k in found if json.dumps(found[k]) != json.dumps(expected.get(k)))
+        if differing:
+            raise UsageError(
+                f"InitialWeights {weights}: expected weights of the recipe's brain. Received: "
+                + ", ".join(f"{k}={found[k]!r} (recipe: {expected.get(k)!r})" for k in differing)
+            )
+    try:
+        brain.joint.load_weights(weights)
+    except (ValueError, OSError) as error:
+        reason = " ".join(str(error).split("Target variable:")[0].split())
+        raise UsageError(
+            f"InitialWeights {weights}: expected weights that fit the recipe's brain "
+            f"{brain.name!r}. Received: {reason}"
+        ) from None
+
+
 class Trainer:
     """Trains the brain of a recipe's simulation with PPO.
 
@@ -257,6 +303,15 @@ class Trainer:
         self.best_return = -math.inf
         if start is not None:
             self._restore(start)
+        elif recipe.initial_weights is not None:
+            warm_start(self.brain, recipe.initial_weights, extra)
+            # The weights' input statistics count as one cycle of observations: the new
+            # task's observations shift them gradually instead of replacing them at once.
+            prior = float(recipe.worlds * recipe.horizon * self.comm.size)
+            for name, (mean, var) in self.brain.input_statistics().items():
+                self.statistics[name] = RunningMeanStd.from_state(
+                    {"shape": list(mean.shape), "mean": mean, "var": var, "count": prior}
+                )
         # Every rank takes rank 0's weights at the start of each cycle (_synchronize_weights).
         self._apply_statistics()
 
@@ -278,7 +333,14 @@ class Trainer:
             (self.run_dir / RECIPE_FILE).write_text(
                 json.dumps(dict(self.recipe.document), indent=2)
             )
-        monitor = Monitor(self.run_dir, total, self.quiet) if self.comm.is_root else None
+            (self.run_dir / SIMULATION_FILE).write_text(
+                json.dumps(self.config.document, indent=2, default=dict)
+            )
+        monitor = (
+            Monitor(self.run_dir, total, self.quiet, hparams=_hparams(self.recipe.document))
+            if self.comm.is_root
+            else None
+        )
         simulation = Simulation(self.config, echo_engine_output=self.echo_engine_output)
         # abort_on_error outermost: a failing rank closes its simulation, then aborts the job.
         with self.comm.abort_on_error(), simulation:

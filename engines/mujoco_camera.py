@@ -1,0 +1,221 @@
+"""Offscreen pictures of MuJoCo worlds: the MuJoCo engine's ``camera`` datapack.
+
+A model camera, or a free camera that may follow a body, renders every world or one chosen
+world; goal markers (positions the engine is sent as its ``markers`` datapack) are drawn as
+small spheres into the picture, never into the physics. The free camera's framing comes from
+the engine's ``Camera`` settings, falling back on the Body file's ``View``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import mujoco
+import numpy as np
+
+from neuroloop.errors import EngineError
+
+GL_ERRORS = (mujoco.FatalError, AttributeError, ImportError, OSError, RuntimeError)
+"""What creating an offscreen renderer raises when no OpenGL backend is usable."""
+
+FREE_CAMERA_SETTINGS = {"Distance": "distance", "Azimuth": "azimuth", "Elevation": "elevation"}
+"""``Camera`` keys that adjust the free camera (``mujoco.MjvCamera`` attributes)."""
+
+VIEW_KEYS = ("Track", "LookAt", *FREE_CAMERA_SETTINGS)
+"""Free-camera keys a Body file's ``View`` gives defaults for."""
+
+MARKER_COLOURS = (
+    (1.0, 0.0, 0.0, 1.0),
+    (0.0, 0.8, 0.0, 1.0),
+    (0.0, 0.0, 1.0, 1.0),
+    (1.0, 0.9, 0.0, 1.0),
+    (1.0, 0.0, 1.0, 1.0),
+)
+"""RGBA of marker i (cycled): HandReach's target colours, one per fingertip in order."""
+
+IDENTITY_FRAME = np.eye(3).reshape(-1)
+"""Orientation of a marker sphere (any orientation draws the same sphere)."""
+
+
+@dataclass(frozen=True)
+class CameraSettings:
+    """The engine's ``Camera`` settings with the Body file's ``View`` filled in."""
+
+    name: str | None
+    """A model camera, or None for the free camera."""
+    width: int
+    """Picture width (px)."""
+    height: int
+    """Picture height (px)."""
+    world: int | None
+    """The one world rendered, or None for every world."""
+    track: str | None
+    """Body whose position the free camera looks at (LookAt is then an offset from it)."""
+    look_at: tuple[float, float, float] | None
+    """Point (or offset from the tracked body) the free camera looks at."""
+    free: Mapping[str, float]
+    """``MjvCamera`` attributes (distance, azimuth, elevation) to set."""
+    marker_radius: float
+    """Radius (m) of the goal-marker spheres."""
+
+    @classmethod
+    def merge(cls, camera: Mapping[str, Any], view: Mapping[str, Any]) -> CameraSettings:
+        """``Camera`` (schema defaults filled) over the Body file's ``View``."""
+
+        def pick(key: str) -> Any:
+            value = camera.get(key)
+            return view.get(key) if value is None and camera.get("Name") is None else value
+
+        look_at = pick("LookAt")
+        return cls(
+            name=camera.get("Name"),
+            width=int(camera["Width"]),
+            height=int(camera["Height"]),
+            world=camera.get("World"),
+            track=pick("Track"),
+            look_at=None
+            if look_at is None
+            else (float(look_at[0]), float(look_at[1]), float(look_at[2])),
+            free={
+                attribute: float(pick(key))
+                for key, attribute in FREE_CAMERA_SETTINGS.items()
+                if pick(key) is not None
+            },
+            marker_radius=float(camera["MarkerRadius"]),
+        )
+
+
+class WorldCamera:
+    """Renders worlds of one model offscreen.
+
+    Args:
+        model: The worlds' model (its offscreen buffer is enlarged to fit the picture).
+        settings: What to render and how.
+        context: Prefix of error messages, e.g. ``"[physics] initialize"``.
+
+    Raises:
+        ValueError: If the camera or tracked body is not in the model.
+        EngineError: If no OpenGL backend is usable.
+    """
+
+    def __init__(self, model: mujoco.MjModel, settings: CameraSettings, context: str) -> None:
+        self.settings = settings
+        self._model = model
+        self._track = -1
+        self._camera: mujoco.MjvCamera | str
+        if settings.name is None:
+            free = mujoco.MjvCamera()
+            mujoco.mjv_defaultFreeCamera(model, free)
+            for attribute, value in settings.free.items():
+                setattr(free, attribute, value)
+            if settings.track is not None:
+                self._track = _named(
+                    model, mujoco.mjtObj.mjOBJ_BODY, settings.track, "Track", context
+                )
+                if settings.look_at is None:
+                    free.lookat[:] = 0.0
+            if settings.look_at is not None:
+                free.lookat[:] = settings.look_at
+            self._offset = np.array(free.lookat)
+            self._camera = free
+        else:
+            _named(model, mujoco.mjtObj.mjOBJ_CAMERA, settings.name, "Name", context)
+            self._camera = settings.name
+        model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.width)
+        model.vis.global_.offheight = max(model.vis.global_.offheight, settings.height)
+        # An OpenGL context is current in one thread at a time, and the engine server answers
+        # calls on any of its threads: every GL call goes through this one thread.
+        self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camera-gl")
+        try:
+            self._renderer = self._gl_thread.submit(
+                mujoco.Renderer, model, height=settings.height, width=settings.width
+            ).result()
+        except GL_ERRORS as error:
+            self._gl_thread.shutdown()
+            raise EngineError(
+                f"{context}: Camera needs an OpenGL backend for offscreen rendering; set "
+                f"MUJOCO_GL=egl (GPU or Mesa EGL) or MUJOCO_GL=osmesa (software) before the "
+                f"engine process starts. Received: MUJOCO_GL="
+                f"{os.environ.get('MUJOCO_GL', '')!r}, "
+                f"{type(error).__name__}: {error}"
+            ) from None
+
+    def worlds(self, n_worlds: int) -> list[int]:
+        """The worlds each picture shows, in order."""
+        return list(range(n_worlds)) if self.settings.world is None else [self.settings.world]
+
+    def render(
+        self,
+        datas: Sequence[mujoco.MjData],
+        markers: np.ndarray | None,
+        prepare: Callable[[int], None],
+    ) -> np.ndarray:
+        """Pictures ``[n, Height, Width, 3]`` ``uint8`` of the rendered worlds.
+
+        Args:
+            datas: Every world's data.
+            markers: Goal-marker positions ``[W, M, 3]`` (m, world frame), or None.
+            prepare: Called with a world's index before it is drawn (e.g. to pose markers).
+        """
+        return self._gl_thread.submit(self._render, datas, markers, prepare).result()
+
+    def _render(
+        self,
+        datas: Sequence[mujoco.MjData],
+        markers: np.ndarray | None,
+        prepare: Callable[[int], None],
+    ) -> np.ndarray:
+        frames = []
+        for world in self.worlds(len(datas)):
+            prepare(world)
+            data = datas[world]
+            if isinstance(self._camera, mujoco.MjvCamera) and self._track >= 0:
+                self._camera.lookat[:] = data.xpos[self._track] + self._offset
+            self._renderer.update_scene(data, camera=self._camera)
+            if markers is not None:
+                self._draw_markers(markers[world])
+            frames.append(self._renderer.render())
+        return np.stack(frames)
+
+    def close(self) -> None:
+        """Free the OpenGL context and its thread."""
+        self._gl_thread.submit(self._renderer.close).result()
+        self._gl_thread.shutdown()
+
+    def _draw_markers(self, positions: np.ndarray) -> None:
+        scene = self._renderer.scene
+        radius = self.settings.marker_radius
+        for index, position in enumerate(positions):
+            if scene.ngeom >= scene.maxgeom:
+                return
+            mujoco.mjv_initGeom(
+                scene.geoms[scene.ngeom],
+                mujoco.mjtGeom.mjGEOM_SPHERE,
+                np.array([radius, 0.0, 0.0]),
+                np.asarray(position, dtype=np.float64),
+                IDENTITY_FRAME,
+                np.array(MARKER_COLOURS[index % len(MARKER_COLOURS)], dtype=np.float32),
+            )
+            scene.ngeom += 1
+
+
+def _named(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str, key: str, context: str) -> int:
+    """The id of the model's ``kind`` called ``name`` (``Camera.key`` names it).
+
+    Raises:
+        ValueError: If the model has none, listing those it has.
+    """
+    index = int(mujoco.mj_name2id(model, kind, name))
+    if index < 0:
+        count = model.ncam if kind == mujoco.mjtObj.mjOBJ_CAMERA else model.nbody
+        names = [mujoco.mj_id2name(model, kind, i) for i in range(count)]
+        raise ValueError(
+            f"{context}: EngineExtraConfigs.Camera.{key}: expected one of the model's "
+            f"{'cameras' if key == 'Name' else 'bodies'} {names} or absent (free camera). "
+            f"Received: {name!r}"
+        )
+    return index
