@@ -345,6 +345,9 @@ class Simulation:
             "--fallback-port",
             "--parent-pid",
             str(os.getpid()),
+            # Health turns NOT_SERVING once a call takes longer than we would wait for it.
+            "--stuck-after",
+            f"{engine.command_timeout_s:g}",
             *engine.proc_start_params,
         ]
 
