@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 import threading
@@ -416,3 +417,51 @@ def test_health_reports_not_serving_while_a_step_is_stuck(tmp_path: Path) -> Non
     finally:
         server.kill()
         server.wait()
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets process ``pid`` holds open."""
+    links = (os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir())
+    return {link[len("socket:[") : -1] for link in links if link.startswith("socket:[")}
+
+
+def listening(table: str) -> dict[str, str]:
+    """Listening sockets of ``/proc/net/TABLE`` (unix, tcp, tcp6) by inode: path or address."""
+    rows = [line.split() for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]]
+    if table == "unix":  # Num RefCount Protocol Flags Type St Inode [Path]; St 01: listening
+        return {row[6]: row[7] for row in rows if len(row) > 7 and row[5] == "01"}
+    return {row[9]: row[1] for row in rows if row[3] == "0A"}  # st 0A: TCP_LISTEN
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
+def test_engines_a_simulation_starts_listen_on_unix_sockets_in_a_private_directory() -> None:
+    with exchange() as sim:
+        directory = sim.socket_directory
+        assert directory is not None
+        info = directory.stat()
+        assert (oct(stat.S_IMODE(info.st_mode)), info.st_uid) == (oct(0o700), os.getuid())
+        for name, process in sim.processes.items():
+            client = sim.clients[name]
+            assert isinstance(client, EngineClient)
+            path = directory / f"{name}.sock"
+            assert client.address == f"unix:{path}"
+            assert stat.S_ISSOCK(path.stat().st_mode)
+            held = socket_inodes(process.pid)
+            assert [listening("unix")[inode] for inode in held & set(listening("unix"))] == [
+                str(path)
+            ]
+            assert not held & {*listening("tcp"), *listening("tcp6")}, "an engine listens on tcp"
+        sim.run_until_timeout()
+        steps = (int(sim.datapack("steps", "fast")), int(sim.datapack("steps", "slow")))
+    assert steps == (6, 3)
+    assert not directory.exists()
+
+
+def test_an_engine_given_a_tcp_server_address_still_serves_on_tcp() -> None:
+    with exchange("EngineConfigs.EngineName:slow.ServerAddress=127.0.0.1:0") as sim:
+        clients = sim.clients.values()
+        addresses = {c.name: c.address for c in clients if isinstance(c, EngineClient)}
+        sim.run_until_timeout()
+        assert sim.datapack("steps", "slow") == 3
+    assert addresses["fast"].startswith("unix:")
+    assert addresses["slow"].startswith("127.0.0.1:") and addresses["slow"] != "127.0.0.1:0"
