@@ -371,7 +371,10 @@ class Simulation:
         if not hasattr(socket, "AF_UNIX"):
             return LOOPBACK_ANY_PORT
         if self.socket_directory is None:
-            self.socket_directory = Path(tempfile.mkdtemp(prefix="neuroloop-"))  # mode 0700
+            try:
+                self.socket_directory = Path(tempfile.mkdtemp(prefix="neuroloop-"))  # mode 0700
+            except OSError:  # no writable temporary directory
+                return LOOPBACK_ANY_PORT
         index = [e.name for e in self.config.engines].index(engine.name)
         name = engine.name if SOCKET_NAME.fullmatch(engine.name) else f"engine{index}"
         path = self.socket_directory / f"{name}.sock"
