@@ -37,7 +37,7 @@ from neuroloop.config.text import JsonPath, format_path, leaf, show
 from neuroloop.errors import ConfigError
 
 _NS_PER_S = 1_000_000_000
-_ENGINE_FILE_KEYS = ("PythonFileName", "WorldFileName")
+_ENGINE_FILE_KEYS = ("PythonFileName", "WorldFileName", "NestInitFileName")
 
 
 def seconds_to_ns(seconds: float, what: str) -> int:
@@ -246,7 +246,9 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
     where: JsonPath
     for index, engine in enumerate(document["EngineConfigs"]):
         for key in _ENGINE_FILE_KEYS:
-            if engine[key] is not None:
+            # A py_sim engine's OpenAI WorldFileName is a Gymnasium environment id, not a file.
+            names_an_environment = key == "WorldFileName" and engine["Simulator"] == "OpenAI"
+            if engine[key] is not None and not names_an_environment:
                 engine[key] = _existing_file(
                     engine[key], directory, label, ("EngineConfigs", index, key)
                 )
