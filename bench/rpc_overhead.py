@@ -23,9 +23,10 @@ served by the real ``neuroloop engine`` command in its own process:
 - Step: one ``EngineClient.step`` (set, advance, get in one round trip);
 - loop step: ``Simulation.step()`` of a config with that engine and a transceiver function
   that sends the observation back as the action (FTILoop, functions, codec, the client's
-  asynchronous Step: what ``neuroloop run`` does per SimulationTimestep);
-- Step and loop step again with the engine served at a ``unix:`` address (the simulation
-  connects to it with ``EmptyLaunchCommand``);
+  asynchronous Step: what ``neuroloop run`` does per SimulationTimestep), the engine
+  launched by the simulation at ``ServerAddress`` ``127.0.0.1:0`` (loopback TCP);
+- Step over a ``unix:`` address, and the loop step with the engine launched at the default
+  address (a Unix socket in the simulation's private directory);
 - the price of the engine secret: Step with and without it, and the loop step of a
   simulation connecting (``EmptyLaunchCommand``, tcp) to an engine started with
   ``--secret-file`` against one started without (the forked loop step carries its
@@ -326,9 +327,11 @@ def simulation(
     address: str | None = None,
     secret_file: Path | None = None,
     engine_class: str = "IdleEngine",
+    launch_at: str = "",
 ) -> Callable[[int], None]:
-    """A Simulation over one ``engine_class`` of this file: forked on loopback TCP, or
-    already serving at ``address`` (with the secret in ``secret_file``, if any)."""
+    """A Simulation over one ``engine_class`` of this file: forked (serving at
+    ``launch_at``; empty: the default private Unix socket), or already serving at
+    ``address`` (with the secret in ``secret_file``, if any)."""
     functions = directory / "forward.py"
     functions.write_text(FORWARD_FUNCTION)
     engine: dict[str, Any] = {
@@ -344,6 +347,8 @@ def simulation(
         engine["EngineLaunchCommand"] = {"LaunchType": "EmptyLaunchCommand"}
         engine["ServerAddress"] = address
         engine["EngineSecretFile"] = None if secret_file is None else str(secret_file)
+    else:
+        engine["ServerAddress"] = launch_at
     config = {
         "SimulationName": "rpc_overhead",
         "SimulationTimestep": TIMESTEP_S,
@@ -368,7 +373,6 @@ def build_cases(stack: ExitStack, directory: Path) -> dict[str, Case]:
     baseline_unix = servers.baseline(servers.unix_address("baseline"))
     engine_tcp = engine_client(stack, servers.engine("127.0.0.1:0"))
     engine_unix = engine_client(stack, servers.engine(servers.unix_address("engine")))
-    simulation_unix_address = servers.engine(servers.unix_address("simulation"))
     secret = new_secret()
     secret_file = directory / "engine.secret"
     secret_file.write_text(secret)
@@ -381,11 +385,14 @@ def build_cases(stack: ExitStack, directory: Path) -> dict[str, Case]:
         "unary_unix": Case("bare grpcio unary, unix", bare_unary(stack, baseline_unix)),
         "set_step_get": Case("engine: set + step + get (3 calls), tcp", set_step_get(engine_tcp)),
         "step": Case("engine: Step (1 call), tcp", single_step(engine_tcp)),
-        "loop": Case("Simulation loop step, tcp", simulation(stack, directory, "tcp")),
+        "loop": Case(
+            "Simulation loop step, launched, tcp",
+            simulation(stack, directory, "tcp", launch_at="127.0.0.1:0"),
+        ),
         "step_unix": Case("engine: Step (1 call), unix", single_step(engine_unix)),
         "loop_unix": Case(
-            "Simulation loop step, unix",
-            simulation(stack, directory, "unix", simulation_unix_address),
+            "Simulation loop step, launched, default (private unix socket)",
+            simulation(stack, directory, "unix"),
         ),
         "step_secret": Case("engine: Step (1 call), tcp, secret", single_step(engine_secret)),
         "loop_secret": Case(
@@ -398,7 +405,13 @@ def build_cases(stack: ExitStack, directory: Path) -> dict[str, Case]:
         ),
         "loop_dump": Case(
             "Simulation loop step, tcp, Dump.String datapacks",
-            simulation(stack, directory, "dump", engine_class=DumpStringEngine.__name__),
+            simulation(
+                stack,
+                directory,
+                "dump",
+                engine_class=DumpStringEngine.__name__,
+                launch_at="127.0.0.1:0",
+            ),
         ),
     }
 

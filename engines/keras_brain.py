@@ -43,7 +43,8 @@ episode_start    [W] bool                worlds whose episode just (re)started: 
                                          recurrent state is zeroed now, before the next step
 weights          [n_weights] float       every array of ``joint.get_weights()`` flattened and
                                          concatenated in order (``flat_weights``)
-checkpoint       JSON string             path of a ``.weights.h5`` file to load
+checkpoint       JSON string             path of a ``.weights.h5`` file to load, under the
+                                         config's folder or a ``CheckpointDirectories`` one
 ================ ======================= ===================================================
 
 Datapacks out (``None`` until the first step after ``initialize`` or ``reset``):
@@ -142,6 +143,7 @@ class KerasBrainEngine(Engine):
         self._state: dict[str, tf.Tensor] = {}
         self._outputs: dict[str, tf.Tensor] = {}
         self._checkpoint: str | None = None
+        self._checkpoint_roots: tuple[Path, ...] = ()
         self._generator: tf.random.Generator | None = None
         self._forward: Any = None
 
@@ -162,6 +164,9 @@ class KerasBrainEngine(Engine):
             __file__, config.get("EngineExtraConfigs") or {}, f"{context}:"
         )
         self._base = Path(config.get("ConfigDirectory") or Path.cwd())
+        self._checkpoint_roots = tuple(
+            (self._base / folder).resolve() for folder in ("", *extra["CheckpointDirectories"])
+        )
         _set_threads(extra["Threads"], self._log)
         self._worlds = extra["Worlds"]
         deterministic = extra["Deterministic"]
@@ -288,7 +293,7 @@ class KerasBrainEngine(Engine):
                     f"[{self.name}] set checkpoint: expected a JSON string path to a "
                     f"{WEIGHTS_SUFFIX} file. Received: {type(value).__name__}"
                 )
-            self._load_weights(brain, value, f"[{self.name}] set checkpoint")
+            self._load_weights(brain, self._checkpoint_file(value), f"[{self.name}] set checkpoint")
         else:
             inputs = (*self._shapes, *CONTROL_INPUTS)
             raise ValueError(
@@ -447,6 +452,31 @@ class KerasBrainEngine(Engine):
             assign_flat_weights(brain.joint, value)
         except ValueError as error:
             raise ValueError(f"[{self.name}] set {WEIGHTS}: {error}") from None
+
+    def _checkpoint_file(self, path_text: str) -> str:
+        """The weights file the ``checkpoint`` datapack names, if it may be loaded.
+
+        It must be a ``.weights.h5`` file under one of the folders the config allows (links
+        and ``..`` resolved first). A missing file and a forbidden one get the same error, so
+        the datapack tells nothing about the host's files.
+        """
+        try:
+            path = (self._base / path_text).resolve()
+            allowed = (
+                path.name.endswith(WEIGHTS_SUFFIX)
+                and any(path.is_relative_to(root) for root in self._checkpoint_roots)
+                and path.is_file()
+            )
+        except (OSError, ValueError):  # a name too long, a NUL byte
+            allowed = False
+        if not allowed:
+            roots = ", ".join(map(str, self._checkpoint_roots))
+            raise ValueError(
+                f"[{self.name}] set checkpoint: expected an existing {WEIGHTS_SUFFIX} file "
+                f"under {roots} (the config's folder and EngineExtraConfigs."
+                f"CheckpointDirectories). Received: {path_text!r}"
+            )
+        return str(path)
 
     def _load_weights(self, brain: Brain, path_text: str, context: str) -> None:
         path = Path(path_text) if Path(path_text).is_absolute() else self._base / path_text

@@ -158,6 +158,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="refuse a step asking for more simulated time than this; default 60",
     )
+    engine.add_argument(
+        "--stuck-after",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="health checks answer NOT_SERVING while one call (a step) has held the engine "
+        "for longer than this; default 30 (a simulation passes its EngineCommandTimeout)",
+    )
     engine.set_defaults(handler=_engine)
 
     listing = commands.add_parser(
@@ -215,7 +223,12 @@ def _engine(args: argparse.Namespace) -> int:
     from neuroloop.engine import load_engine_class
     from neuroloop.launcher import SINGLE_THREAD_ENV
     from neuroloop.secret import is_local_address, read_secret_file, take_env_secret
-    from neuroloop.server import DEFAULT_MAX_TIMESTEP_S, serve, watch_parent
+    from neuroloop.server import (
+        DEFAULT_MAX_TIMESTEP_S,
+        DEFAULT_STUCK_AFTER_S,
+        serve,
+        watch_parent,
+    )
 
     secret = take_env_secret()
     if args.secret_file is not None:
@@ -233,6 +246,9 @@ def _engine(args: argparse.Namespace) -> int:
     max_timestep_s = DEFAULT_MAX_TIMESTEP_S if args.max_timestep is None else args.max_timestep
     if not max_timestep_s > 0:
         raise UsageError(f"expected --max-timestep > 0 s. Received: {args.max_timestep}")
+    stuck_after_s = DEFAULT_STUCK_AFTER_S if args.stuck_after is None else args.stuck_after
+    if not stuck_after_s > 0:
+        raise UsageError(f"expected --stuck-after > 0 s. Received: {args.stuck_after}")
     for key, value in SINGLE_THREAD_ENV.items():
         os.environ.setdefault(key, value)
     if args.parent_pid is not None:  # before loading the engine, which may take long or hang
@@ -247,6 +263,7 @@ def _engine(args: argparse.Namespace) -> int:
         fallback_port=args.fallback_port,
         secret=secret,
         max_timestep_s=max_timestep_s,
+        stuck_after_s=stuck_after_s,
     )
     return 0
 

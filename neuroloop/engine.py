@@ -20,7 +20,9 @@ from __future__ import annotations
 import abc
 import inspect
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from neuroloop.datapack import DataPackValue
@@ -79,20 +81,36 @@ class EngineHost:
         self._lock = threading.Lock()
         self._names: frozenset[str] = frozenset()
         self._shut_down = False
+        self._busy: tuple[str, float] | None = None
+
+    def busy(self) -> tuple[str, float]:
+        """The verb of the call that holds the engine and for how many seconds ("", 0: none)."""
+        busy = self._busy
+        return ("", 0.0) if busy is None else (busy[0], time.monotonic() - busy[1])
+
+    @contextmanager
+    def _holding(self, verb: str) -> Iterator[None]:
+        """Hold the engine for one call, so that calls never overlap and ``busy`` knows it."""
+        with self._lock:
+            self._busy = (verb, time.monotonic())
+            try:
+                yield
+            finally:
+                self._busy = None
 
     @property
     def name(self) -> str:
         return self.engine.name
 
     def initialize(self, config: Mapping[str, Any]) -> list[str]:
-        with self._lock:
+        with self._holding("initialize"):
             self.engine.initialize(config)
             self.time_ns = 0
             self._names = frozenset(self.engine.datapack_names)
             return sorted(self._names)
 
     def reset(self, seed: int | None) -> int:
-        with self._lock:
+        with self._holding("reset"):
             self.engine.reset(seed)
             self.time_ns = 0
             return self.time_ns
@@ -108,7 +126,7 @@ class EngineHost:
             raise ValueError(
                 f"[{self.name}] step: expected a timestep >= 0 ns. Received: {timestep_ns}"
             )
-        with self._lock:
+        with self._holding("step"):
             for name, value in set_values:
                 self.engine.set_datapack(self._known(name, "set"), value)
             if timestep_ns:
@@ -121,7 +139,7 @@ class EngineHost:
 
     def shutdown(self) -> int:
         """Shut the engine down once; later calls only report the time."""
-        with self._lock:
+        with self._holding("shutdown"):
             if not self._shut_down:
                 self._shut_down = True
                 self.engine.shutdown()

@@ -25,6 +25,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from neuroloop.engine import Engine, EngineHost
 from neuroloop.errors import UsageError
 from neuroloop.launcher import READY_PREFIX
+from neuroloop.limits import CallLimiter, StuckReport
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
 from neuroloop.protocol import engine_pb2_grpc as pb_grpc
@@ -54,7 +55,15 @@ EXIT_STUCK = 3
 """Exit status of an engine process that had to leave a stuck step behind."""
 USER_ERRORS = (ValueError, KeyError, TypeError)
 SERVER_THREADS = 8
-"""Each orchestrator's step stream holds one server thread; the rest serve unary calls."""
+"""Threads that serve calls; an open call (a step stream, a health watch) holds one."""
+MAX_CONCURRENT_CALLS = 6
+"""Calls served at once; more are refused (RESOURCE_EXHAUSTED), so the other threads are
+always free for health checks. An orchestrator needs two: its step stream and one call."""
+DEFAULT_STUCK_AFTER_S = 30.0
+"""Seconds one call may hold the engine before health reports NOT_SERVING (the default
+EngineCommandTimeout, after which an orchestrator gives up on the call)."""
+HEALTH_POLL_S = 0.1
+"""How often the server checks whether a call is stuck."""
 DEFAULT_MAX_TIMESTEP_S = 60.0
 """Most simulated time one Step may ask for: a huge timestep would wedge the engine."""
 
@@ -202,11 +211,13 @@ def serve(
     fallback_port: bool = False,
     secret: str | None = None,
     max_timestep_s: float = DEFAULT_MAX_TIMESTEP_S,
+    stuck_after_s: float = DEFAULT_STUCK_AFTER_S,
 ) -> None:
     """Serve ``engine`` at ``address`` until Shutdown, SIGTERM, SIGINT or the parent's death.
 
     Prints ``NEUROLOOP-ENGINE-READY name=NAME address=ADDRESS`` on stdout once serving,
-    which is how the launcher learns the port actually bound.
+    which is how the launcher learns the port actually bound. At most
+    ``MAX_CONCURRENT_CALLS`` calls are served at once; health checks always answer.
 
     Args:
         engine: The engine to serve.
@@ -215,10 +226,16 @@ def serve(
         secret: Refuse every call (but health checks) that does not carry it; None accepts
             any client, and says so loudly.
         max_timestep_s: Most simulated seconds one step may ask for.
+        stuck_after_s: Seconds one call may hold the engine before health checks answer
+            NOT_SERVING (SERVING again once it ends).
     """
     stop = threading.Event()
     host = EngineHost(engine)
-    interceptors = [] if secret is None else [SecretInterceptor(secret, engine.name)]
+    # The limiter comes last: a call refused for its secret never takes one of its slots.
+    interceptors: list[grpc.ServerInterceptor] = [
+        *([] if secret is None else [SecretInterceptor(secret, engine.name)]),
+        CallLimiter(MAX_CONCURRENT_CALLS, engine.name),
+    ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=SERVER_THREADS),
         interceptors=interceptors,
@@ -241,8 +258,10 @@ def serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
     print(f"{READY_PREFIX} name={engine.name} address={bound}", flush=True)
-    while not stop.wait(PARENT_POLL_S):
-        pass
+    stuck = StuckReport(health_servicer, engine.name, stuck_after_s)
+    while not stop.wait(HEALTH_POLL_S):
+        verb, busy_for_s = host.busy()
+        stuck.update(busy_for_s, verb)
     # An engine stuck in a step holds the engine lock that shutdown waits for: leave anyway.
     deadline = threading.Timer(HARD_EXIT_S, os._exit, args=(EXIT_STUCK,))
     deadline.daemon = True

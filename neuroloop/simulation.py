@@ -10,8 +10,12 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
+import shutil
+import socket
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,6 +41,11 @@ SHUTDOWN_TIMEOUT_S = 5.0
 """How long each engine gets to answer the Shutdown call at the end of a simulation."""
 
 LOOPBACK_ANY_PORT = "127.0.0.1:0"
+"""Where an engine we start serves when Unix-domain sockets are not available."""
+UNIX_PATH_MAX = 107
+"""Longest Unix-domain socket path Linux takes (sun_path holds 108 bytes with the NUL)."""
+SOCKET_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+"""Engine names used as they are in socket file names; others use the engine's index."""
 
 CRASH_GRACE_S = 1.0
 """How long an unreachable engine's process gets to be seen exiting before the error stands."""
@@ -76,6 +85,8 @@ class Simulation:
         self.clients: dict[str, EngineLink] = {}
         self.processes: dict[str, ManagedProcess] = {}
         self.datapack_names: dict[str, list[str]] = {}
+        self.socket_directory: Path | None = None
+        """The private directory (mode 0700) of the Unix sockets of the engines we start."""
         self._loop: FTILoop | None = None
 
     @classmethod
@@ -165,6 +176,9 @@ class Simulation:
             self.clients.clear()
         finally:
             self.launcher.stop_all()
+            if self.socket_directory is not None:
+                shutil.rmtree(self.socket_directory, ignore_errors=True)
+                self.socket_directory = None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -380,12 +394,30 @@ class Simulation:
             "--name",
             engine.name,
             "--address",
-            engine.server_address or LOOPBACK_ANY_PORT,
+            engine.server_address or self._private_address(engine),
             "--fallback-port",
             "--parent-pid",
             str(os.getpid()),
+            # Health turns NOT_SERVING once a call takes longer than we would wait for it.
+            "--stuck-after",
+            f"{engine.command_timeout_s:g}",
             *engine.proc_start_params,
         ]
+
+    def _private_address(self, engine: EngineConfig) -> str:
+        """A Unix socket in this simulation's private directory, where the platform has them:
+        only this user can reach it (the directory is 0700); else a free loopback port."""
+        if not hasattr(socket, "AF_UNIX"):
+            return LOOPBACK_ANY_PORT
+        if self.socket_directory is None:
+            try:
+                self.socket_directory = Path(tempfile.mkdtemp(prefix="neuroloop-"))  # mode 0700
+            except OSError:  # no writable temporary directory
+                return LOOPBACK_ANY_PORT
+        index = [e.name for e in self.config.engines].index(engine.name)
+        name = engine.name if SOCKET_NAME.fullmatch(engine.name) else f"engine{index}"
+        path = self.socket_directory / f"{name}.sock"
+        return f"unix:{path}" if len(str(path)) <= UNIX_PATH_MAX else LOOPBACK_ANY_PORT
 
     def _connect(self, engine: EngineConfig) -> EngineClient:
         process = self.processes.get(engine.name)

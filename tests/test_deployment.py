@@ -427,7 +427,8 @@ def test_cross_memory_attach_is_what_the_default_seccomp_profile_refuses(
 
 
 def test_fifty_simulations_at_once_get_their_own_addresses(tmp_path: Path) -> None:
-    """Every engine binds port 0 (or its own Unix socket) and announces what it bound."""
+    """Every engine binds its own Unix socket (by default, or as ServerAddress names it) or
+    port 0 of loopback, and announces what it bound."""
     start_together = threading.Barrier(CONCURRENT_SIMULATIONS)
 
     def simulate(index: int) -> tuple[list[str], int, int]:
@@ -436,9 +437,14 @@ def test_fifty_simulations_at_once_get_their_own_addresses(tmp_path: Path) -> No
             for name in ("fast", "slow")
             for key in ("EngineLaunchTimeout", "EngineCommandTimeout")
         ]
-        if index % 2:  # every other simulation's engines serve on Unix-domain sockets
+        if index % 2:  # every other simulation's engines serve on sockets in tmp_path
             overrides += [
                 f"EngineConfigs.EngineName:{name}.ServerAddress=unix:{tmp_path}/{index}-{name}.sock"
+                for name in ("fast", "slow")
+            ]
+        elif index % 4 == 0:  # and a quarter on loopback TCP; the rest at the default
+            overrides += [
+                f"EngineConfigs.EngineName:{name}.ServerAddress=127.0.0.1:0"
                 for name in ("fast", "slow")
             ]
         simulation = Simulation.from_config(
@@ -459,7 +465,8 @@ def test_fifty_simulations_at_once_get_their_own_addresses(tmp_path: Path) -> No
     addresses = [address for found, _, _ in results for address in found]
     assert len(addresses) == 2 * CONCURRENT_SIMULATIONS
     assert len(set(addresses)) == len(addresses), "two engines were given the same address"
-    assert sum(address.startswith("unix:") for address in addresses) == CONCURRENT_SIMULATIONS
+    on_tcp = 2 * len(range(0, CONCURRENT_SIMULATIONS, 4))
+    assert sum(address.startswith("127.0.0.1:") for address in addresses) == on_tcp
     assert all(re.fullmatch(r"unix:.+|127\.0\.0\.1:\d+", address) for address in addresses)
     # exchange.json: 0.06 s of 0.01 s steps for "fast", 0.02 s steps for "slow".
     assert {(fast, slow) for _, fast, slow in results} == {(6, 3)}

@@ -189,7 +189,7 @@ def test_weights_datapack_equals_loading_the_weights_file(tmp_path: Path) -> Non
     save_weights(source, tmp_path / "w.weights.h5")
     loaded = start(directory=tmp_path, Deterministic=True, Weights="w.weights.h5")
     pushed = start(Deterministic=True)
-    checkpointed = start(Deterministic=True)
+    checkpointed = start(directory=tmp_path, Deterministic=True)
 
     expected = act(loaded, inputs())
     before = act(pushed, inputs())
@@ -227,16 +227,65 @@ def test_missing_weights_file_names_engine_key_and_path(tmp_path: Path) -> None:
         start(directory=tmp_path, Weights="nowhere/w.weights.h5")
 
 
-def test_weights_of_another_brain_are_rejected_and_leave_the_weights(
-    lstm_host: EngineHost, tmp_path: Path
-) -> None:
+def test_weights_of_another_brain_are_rejected_and_leave_the_weights(tmp_path: Path) -> None:
     weights = save_weights(start("mlp"), tmp_path / "mlp.weights.h5")
-    before = read(lstm_host, ["weights"])["weights"]
+    host = start(directory=tmp_path)
+    before = read(host, ["weights"])["weights"]
     with pytest.raises(ValueError, match=r"\[brain\] set checkpoint: the weights in .* do not fit"):
-        lstm_host.step([("checkpoint", str(weights))], 0, [])
-    np.testing.assert_array_equal(read(lstm_host, ["weights"])["weights"], before)
-    with pytest.raises(ValueError, match=r"expected a \.weights\.h5 file"):
-        lstm_host.step([("checkpoint", str(tmp_path / "w.h5"))], 0, [])
+        host.step([("checkpoint", str(weights))], 0, [])
+    np.testing.assert_array_equal(read(host, ["weights"])["weights"], before)
+
+
+def test_the_checkpoint_datapack_loads_only_from_folders_the_config_allows(
+    tmp_path: Path,
+) -> None:
+    """Only under the config's folder or CheckpointDirectories, after resolving links and
+    '..'; a forbidden file and a missing one get the same error, so it probes nothing."""
+    folders = {name: tmp_path / name for name in ("config", "extra", "outside")}
+    source = start(Deterministic=True)
+    for folder in folders.values():
+        folder.mkdir()
+        save_weights(source, folder / "w.weights.h5")
+    (folders["config"] / "link.weights.h5").symlink_to(folders["outside"] / "w.weights.h5")
+    (folders["config"] / "w.h5").write_bytes(b"")
+    host = start(directory=folders["config"], CheckpointDirectories=["../extra"])
+    initial = read(host, ["weights"])["weights"]
+    trained = read(source, ["weights"])["weights"]
+    assert not np.array_equal(initial, trained)
+    allowed = (
+        "w.weights.h5",
+        "../extra/w.weights.h5",
+        str(folders["extra"] / "w.weights.h5"),
+        "../config/w.weights.h5",
+    )
+    for path in allowed:
+        host.step([("weights", initial)], 0, [])
+        host.step([("checkpoint", path)], 0, [])
+        loaded = read(host, ["weights", "checkpoint"])
+        np.testing.assert_array_equal(loaded["weights"], trained, err_msg=path)
+        assert loaded["checkpoint"] == str((folders["config"] / path).resolve())
+    refused = (
+        str(folders["outside"] / "w.weights.h5"),  # exists, not allowed
+        "../outside/w.weights.h5",  # the same by traversal
+        "../extra/../outside/w.weights.h5",
+        "link.weights.h5",  # a link in the config's folder to a file outside
+        str(folders["outside"] / "missing.weights.h5"),  # missing and not allowed
+        "missing.weights.h5",  # missing in an allowed folder
+        "w.h5",  # not a weights file
+        "/etc/passwd",
+        "x" * 5000 + ".weights.h5",  # too long a name
+        "nul\0.weights.h5",
+    )
+    roots = f"{folders['config'].resolve()}, {folders['extra'].resolve()}"
+    host.step([("weights", initial)], 0, [])
+    for path in refused:
+        with pytest.raises(ValueError) as caught:
+            host.step([("checkpoint", path)], 0, [])
+        assert str(caught.value) == (
+            f"[brain] set checkpoint: expected an existing .weights.h5 file under {roots} (the "
+            f"config's folder and EngineExtraConfigs.CheckpointDirectories). Received: {path!r}"
+        )
+        np.testing.assert_array_equal(read(host, ["weights"])["weights"], initial, err_msg=path)
 
 
 def test_input_errors_name_engine_modality_and_shapes(lstm_host: EngineHost) -> None:

@@ -390,6 +390,29 @@ def test_reconciled_progress_holds_each_cycle_once(tmp_path: Path) -> None:
     assert progress(tmp_path) == [{"cycle": 1}, {"cycle": 2}, {"cycle": 3, "loss": None}]
 
 
+def tensorboard_scalars(run_dir: Path) -> dict[tuple[int, str], float]:
+    """Every scalar in the run's TensorBoard event files, by (step, tag)."""
+    import tensorflow as tf
+
+    found = {}
+    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                found[(event.step, value.tag)] = float(tf.make_ndarray(value.tensor))
+    return found
+
+
+def test_a_rebuilt_progress_line_reaches_tensorboard_too(tmp_path: Path) -> None:
+    (tmp_path / "progress.jsonl").write_text('{"cycle": 1, "mean_return": 1.0}\n')
+    reconcile_progress(tmp_path, 1, {"cycle": 1, "mean_return": 1.0})  # nothing to rebuild
+    assert not (tmp_path / "tensorboard").exists()
+    lost = {"cycle": 2, "mean_return": 2.5, "losses": {"policy": -0.125}, "metric": None}
+    reconcile_progress(tmp_path, 2, lost)
+    assert progress(tmp_path)[-1] == lost
+    rebuilt = {(2, "cycle"): 2.0, (2, "mean_return"): 2.5, (2, "losses/policy"): -0.125}
+    assert tensorboard_scalars(tmp_path) == rebuilt  # as Monitor.log writes it
+
+
 def test_ctrl_c_stops_every_mpi_process_together_after_a_cycle(tmp_path: Path) -> None:
     """SIGINT to mpiexec reaches both ranks; they agree to stop after the same cycle, so the
     job ends 130 with its checkpoint and progress in step, not with MPI_Abort."""

@@ -78,14 +78,9 @@ class Monitor:
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Append ``record`` (which must hold ``cycle``) and print the progress line."""
-        import tensorflow as tf
-
         with self.path.open("a", encoding="utf-8") as stream:
             stream.write(json.dumps(_strict(record), allow_nan=False) + "\n")
-        with self._writer.as_default(step=int(record.get("env_steps", record["cycle"]))):
-            for key, value in _scalars(record):
-                tf.summary.scalar(key, value)
-        self._writer.flush()
+        _write_scalars(self._writer, record)
         cycle = int(record["cycle"])
         if self._first_cycle is None:
             self._first_cycle = cycle - 1  # cycles done before this process (a resume)
@@ -94,6 +89,17 @@ class Monitor:
             eta = per_cycle * max(self.total_cycles - cycle, 0)
             line = _progress_line(record, self.total_cycles)
             print(f"{line}  ETA {_duration(eta)}", file=sys.stderr, flush=True)
+
+
+def _write_scalars(writer: Any, record: Mapping[str, Any]) -> None:
+    """Write the numeric entries of ``record`` as TensorBoard scalars at its env steps (its
+    cycle when it has none)."""
+    import tensorflow as tf
+
+    with writer.as_default(step=int(record.get("env_steps", record["cycle"]))):
+        for key, value in _scalars(record):
+            tf.summary.scalar(key, value)
+    writer.flush()
 
 
 def _strict(value: Any) -> Any:
@@ -152,9 +158,9 @@ def reconcile_progress(run_dir: Path, cycle: int, record: Mapping[str, Any] | No
     """Make ``progress.jsonl`` hold exactly cycles 1..``cycle`` of the checkpoint resumed from.
 
     The trainer writes a cycle's checkpoint, then its line: a kill between the two loses the
-    line, which ``record`` (the checkpoint's copy) restores; lines of later cycles (a run
-    resumed from an older checkpoint because the newer ones were damaged) are dropped, as
-    that run repeats those cycles. The file is replaced atomically.
+    line, which ``record`` (the checkpoint's copy) restores, in TensorBoard too; lines of
+    later cycles (a run resumed from an older checkpoint because the newer ones were
+    damaged) are dropped, as that run repeats those cycles. The file is replaced atomically.
 
     Args:
         run_dir: The run's directory.
@@ -173,6 +179,11 @@ def reconcile_progress(run_dir: Path, cycle: int, record: Mapping[str, Any] | No
             kept.setdefault(logged, line)
     if cycle not in kept and record is not None and cycle > 0:
         kept[cycle] = json.dumps(_strict(record), allow_nan=False)
+        import tensorflow as tf
+
+        writer = tf.summary.create_file_writer(str(run_dir / TENSORBOARD))
+        _write_scalars(writer, record)
+        writer.close()
     reconciled = [kept[c] for c in sorted(kept)]
     if reconciled != lines:
         temporary = path.with_suffix(".jsonl.tmp")
