@@ -75,6 +75,13 @@ def add_commands(
     evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
     evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
     evaluate.add_argument("--horizon", type=int, help="control steps per gathering")
+    evaluate.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE.npz",
+        help="record every step (inputs, actions, rewards, recurrent state, every layer's "
+        "activations, body state, task conditions) for neuroloop analyze",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser(
@@ -228,10 +235,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = resolve(RECIPE, args.source)
         weights = resolve(WEIGHTS, args.weights)
     result = evaluate(
-        source, args.episodes, args.deterministic, args.checkpoint, args.horizon, weights
+        source,
+        args.episodes,
+        args.deterministic,
+        args.checkpoint,
+        args.horizon,
+        weights,
+        record=args.record,
     )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
+    if args.record is not None:
+        print(f"recorded     {args.record}")
     return 0
 
 
