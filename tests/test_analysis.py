@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +16,8 @@ from neuroloop.analysis.decoding import decode
 from neuroloop.analysis.dynamics import fit_sindy, principal_components
 from neuroloop.analysis.fixed_points import find_fixed_points
 from neuroloop.analysis.rsa import compare, model_rdm, rdm, rsa
+from neuroloop.recording import StepRecorder
+from tests.processes import run_neuroloop as neuroloop
 
 RNG = np.random.default_rng(0)
 
@@ -149,3 +154,50 @@ def test_fixed_points_of_a_hand_built_two_unit_cell() -> None:
         np.testing.assert_allclose(
             np.sort(np.abs(point.eigenvalues)), sorted([stable_slope, LEAK_GAIN]), atol=1e-6
         )
+
+
+def _planted_recording(path: Path) -> None:
+    """Episodes of a made-up brain: layer ``tuned`` encodes the condition, ``noise`` does
+    not, and the recurrent state turns by a fixed damped rotation (its SINDy ground truth)."""
+    rng = np.random.default_rng(3)
+    episodes, steps = 24, 20
+    condition = rng.integers(0, 3, size=episodes)
+    directions = rng.normal(size=(3, 6))
+    angle, radius = 0.3, 0.97
+    rotation = radius * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    with StepRecorder(path) as recorder:
+        state = np.zeros((steps, episodes, 2))
+        state[0] = rng.uniform(-1, 1, size=(episodes, 2))
+        for t in range(1, steps):
+            state[t] = state[t - 1] @ rotation.T
+        labels = np.broadcast_to(condition, (steps, episodes))
+        recorder.add(
+            {
+                "input/goal": rng.normal(size=(steps, episodes, 3)),
+                "layer/tuned": directions[labels] + 0.3 * rng.normal(size=(steps, episodes, 6)),
+                "layer/noise": rng.normal(size=(steps, episodes, 6)),
+                "state/policy_state_h": state,
+                "task/target_finger": labels,
+            },
+            np.zeros((steps, episodes), dtype=bool),
+        )
+        recorder.meta("control_step_s", np.array(0.04))
+
+
+def test_analyze_writes_a_report_that_finds_what_was_planted(tmp_path: Path) -> None:
+    recording = tmp_path / "planted.npz"
+    _planted_recording(recording)
+    result = neuroloop("analyze", recording, "-o", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    assert "decoding     target_finger: best layer/tuned accuracy 1.000" in result.stdout
+    metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
+    decoding = metrics["decoding"]
+    assert decoding["layer/tuned"]["target_finger"]["score"] == 1.0
+    assert decoding["layer/noise"]["target_finger"]["score"] < 0.6
+    assert metrics["rsa"]["layer/tuned"]["target_finger"] > 0.5
+    assert abs(metrics["rsa"]["layer/noise"]["target_finger"]) < 0.1
+    assert metrics["sindy"]["rollout_r2"] > 0.95
+    page = (tmp_path / "report" / "report.html").read_text()
+    for title in ("Representational similarity", "Decoding", "PCA", "SINDy", "Fixed points"):
+        assert f"<h2>{title}" in page, title
+    assert page.count('<img src="data:image/png;base64,') >= 4

@@ -149,3 +149,21 @@ def test_evaluate_record_reproduces_the_brains_own_steps(tmp_path: Path) -> None
     np.testing.assert_allclose(
         new_h[:-1], recording["state/policy_state_h"][rows][1:], atol=TOLERANCE
     )
+
+
+PENDULUM_BRAIN = Path(__file__).resolve().parents[1] / "simulation_configs" / "pendulum_brain.json"
+
+
+def test_run_keep_records_brain_outputs_that_no_function_reads(tmp_path: Path) -> None:
+    plain, kept = tmp_path / "plain.npz", tmp_path / "kept.npz"
+    common = ("run", PENDULUM_BRAIN, "--steps", "5", "--quiet", "--seed", "1")
+    assert neuroloop(*common, "--record", plain).returncode == 0
+    result = neuroloop(*common, "--record", kept, "--keep", "brain:value,log_prob")
+    assert result.returncode == 0, result.stderr
+    with np.load(plain) as without, np.load(kept) as archive:
+        assert "from_engine/brain/value" not in without.files
+        assert archive["from_engine/brain/value"].shape[1:] == (1,)
+        assert len(archive["from_engine/brain/log_prob"]) >= 5
+    wrong = neuroloop(*common, "--keep", "brain:valeu")
+    assert wrong.returncode == 2
+    assert "--keep brain:valeu: expected ENGINE:NAME[,NAME]" in wrong.stderr

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import rsatoolbox
+import scipy.stats
 
 DATA_MEASURE = "correlation"
 """Dissimilarity of two activation patterns: 1 - Pearson correlation."""
@@ -30,7 +31,8 @@ def rdm(patterns: np.ndarray, method: str = DATA_MEASURE) -> rsatoolbox.rdm.RDMs
         raise ValueError(
             f"[analysis] rdm: expected patterns of shape [N >= 2, D]. Received: {patterns.shape}"
         )
-    result = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(patterns), method=method)
+    with np.errstate(invalid="ignore", divide="ignore"):  # constant rows: NaN, see compare
+        result = rsatoolbox.rdm.calc_rdm(rsatoolbox.data.Dataset(patterns), method=method)
     assert isinstance(result, rsatoolbox.rdm.RDMs)  # one dataset in, one RDMs out
     return result
 
@@ -51,8 +53,20 @@ def model_rdm(variable: np.ndarray, categorical: bool = False) -> rsatoolbox.rdm
 
 
 def compare(first: rsatoolbox.rdm.RDMs, second: rsatoolbox.rdm.RDMs) -> float:
-    """Spearman correlation of two RDMs (NaN when either is constant)."""
-    return float(rsatoolbox.rdm.compare(first, second, method=COMPARISON)[0, 0])
+    """Spearman correlation of two RDMs over the pairs both define (NaN when either is
+    constant there).
+
+    A correlation distance is undefined for a constant pattern (e.g. a touch input with no
+    contact); such pairs are left out instead of failing the comparison.
+    """
+    a, b = first.get_vectors()[0], second.get_vectors()[0]
+    defined = np.isfinite(a) & np.isfinite(b)
+    if defined.all():
+        return float(rsatoolbox.rdm.compare(first, second, method=COMPARISON)[0, 0])
+    if defined.sum() < 3:
+        return float("nan")
+    # The same statistic on the defined pairs (rsatoolbox needs whole triangles).
+    return float(scipy.stats.spearmanr(a[defined], b[defined]).statistic)
 
 
 def rsa(
