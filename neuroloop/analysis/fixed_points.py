@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.optimize
@@ -55,6 +56,38 @@ class FixedPoint:
         return int((np.abs(self.eigenvalues) > 1.0).sum())
 
 
+def minimise_speed(
+    update: Update, starts: np.ndarray, max_iterations: int = MAX_ITERATIONS
+) -> tuple[np.ndarray, np.ndarray]:
+    """Minimise ``q`` from every start: ``(minima [B, n], q at each [B])``.
+
+    Raises:
+        ValueError: If ``starts`` is not ``[B, n]``.
+    """
+    starts = np.asarray(starts, dtype=np.float64)
+    if starts.ndim != 2 or len(starts) == 0:
+        raise ValueError(
+            f"[analysis] find_fixed_points: expected starts of shape [B, n]. Received: "
+            f"{starts.shape}"
+        )
+    shape = starts.shape
+    speeds_and_gradient = _speed_function(update)
+
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        speeds, gradient = speeds_and_gradient(tf.constant(flat.reshape(shape)))
+        return float(tf.reduce_sum(speeds)), gradient.numpy().ravel()
+
+    result = scipy.optimize.minimize(
+        objective,
+        starts.ravel(),
+        jac=True,
+        method="L-BFGS-B",
+        options={"maxiter": max_iterations, "ftol": 0.0, "gtol": 1e-14},
+    )
+    minima = result.x.reshape(shape)
+    return minima, speeds_and_gradient(tf.constant(minima))[0].numpy()
+
+
 def find_fixed_points(
     update: Update,
     starts: np.ndarray,
@@ -70,39 +103,21 @@ def find_fixed_points(
     Raises:
         ValueError: If ``starts`` is not ``[B, n]``.
     """
-    starts = np.asarray(starts, dtype=np.float64)
-    if starts.ndim != 2 or len(starts) == 0:
-        raise ValueError(
-            f"[analysis] find_fixed_points: expected starts of shape [B, n]. Received: "
-            f"{starts.shape}"
-        )
-    shape = starts.shape
+    minima, speeds = minimise_speed(update, starts, max_iterations)
+    return fixed_points_among(update, minima, speeds, tolerance, merge_distance)
 
-    @tf.function(reduce_retracing=True)
-    def speeds_and_gradient(h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        with tf.GradientTape() as tape:
-            tape.watch(h)
-            step = update(h) - h
-            speeds = 0.5 * tf.reduce_sum(step * step, axis=1)
-            total = tf.reduce_sum(speeds)
-        return speeds, tape.gradient(total, h)
 
-    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        speeds, gradient = speeds_and_gradient(tf.constant(flat.reshape(shape)))
-        return float(tf.reduce_sum(speeds)), gradient.numpy().ravel()
-
-    result = scipy.optimize.minimize(
-        objective,
-        starts.ravel(),
-        jac=True,
-        method="L-BFGS-B",
-        options={"maxiter": max_iterations, "ftol": 0.0, "gtol": 1e-14},
-    )
-    minima = result.x.reshape(shape)
-    speeds = speeds_and_gradient(tf.constant(minima))[0].numpy()
-    converged = minima[speeds < tolerance]
+def fixed_points_among(
+    update: Update,
+    minima: np.ndarray,
+    speeds: np.ndarray,
+    tolerance: float = TOLERANCE,
+    merge_distance: float = MERGE_DISTANCE,
+) -> list[FixedPoint]:
+    """The distinct fixed points among ``minima`` (``minimise_speed``), most often found
+    first: those with ``q < tolerance``, merged when closer than ``merge_distance``."""
     points: list[tuple[np.ndarray, int]] = []
-    for state in converged:
+    for state in minima[speeds < tolerance]:
         for index, (kept, count) in enumerate(points):
             if np.linalg.norm(state - kept) < merge_distance:
                 points[index] = (kept, count + 1)
@@ -113,17 +128,39 @@ def find_fixed_points(
     if not points:
         return []
     states = np.stack([state for state, _ in points])
-    jacobians = _jacobians(update, states)
-    fixed_speeds = speeds_and_gradient(tf.constant(states))[0].numpy()
+    return linearise(update, states, [count for _, count in points])
+
+
+def linearise(
+    update: Update, states: np.ndarray, found: list[int] | None = None
+) -> list[FixedPoint]:
+    """Each state ``[B, n]`` with its ``q`` and the eigenvalues of ``∂F/∂h`` there (e.g. a
+    slow point where no fixed point was reached); ``found``: starts that reached each."""
+    speeds = _speed_function(update)(tf.constant(states))[0].numpy()
+    counts = found if found is not None else [1] * len(states)
     return [
         FixedPoint(
-            state=state,
-            speed=float(speed),
-            eigenvalues=_sorted_eigenvalues(jacobian),
-            found=count,
+            state=state, speed=float(speed), eigenvalues=_sorted_eigenvalues(jacobian), found=count
         )
-        for (state, count), speed, jacobian in zip(points, fixed_speeds, jacobians, strict=True)
+        for state, speed, jacobian, count in zip(
+            states, speeds, _jacobians(update, states), counts, strict=True
+        )
     ]
+
+
+def _speed_function(update: Update) -> Any:
+    """``h [B, n] -> (q [B], ∂(Σq)/∂h [B, n])``, compiled."""
+
+    @tf.function(reduce_retracing=True)
+    def speeds_and_gradient(h: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(h)
+            step = update(h) - h
+            speeds = 0.5 * tf.reduce_sum(step * step, axis=1)
+            total = tf.reduce_sum(speeds)
+        return speeds, tape.gradient(total, h)
+
+    return speeds_and_gradient
 
 
 def _jacobians(update: Update, states: np.ndarray) -> np.ndarray:

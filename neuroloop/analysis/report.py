@@ -29,7 +29,12 @@ import numpy as np
 from neuroloop.analysis.brain_dynamics import brain_from_recording, policy_update
 from neuroloop.analysis.decoding import decode
 from neuroloop.analysis.dynamics import fit_sindy, principal_components
-from neuroloop.analysis.fixed_points import FixedPoint, find_fixed_points
+from neuroloop.analysis.fixed_points import (
+    FixedPoint,
+    fixed_points_among,
+    linearise,
+    minimise_speed,
+)
 from neuroloop.analysis.rsa import condition_means, rdm, rsa
 from neuroloop.recording import Recording
 
@@ -57,14 +62,29 @@ RECURRENT = ("lstm", "gru", "rnn")
 """Layers whose names contain these are recurrent: decoded step by step too."""
 SEED = 0
 FIGURE_DPI = 90
+FIGURES = "figures"
 
 
 @dataclass
 class Report:
-    """Metrics (``metrics.json``) and the report's sections."""
+    """Metrics (``metrics.json``), the report's sections, and its figures (also written as
+    ``figures/<name>.png`` beside the report)."""
 
+    output: Path
     metrics: dict[str, Any] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)
+
+    def figure(self, fig: Any, name: str) -> str:
+        """Save ``fig`` as ``figures/<name>.png``; return it as an inline ``<img>``."""
+        buffer = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
+        plt.close(fig)
+        folder = self.output / FIGURES
+        folder.mkdir(exist_ok=True)
+        (folder / f"{name}.png").write_bytes(buffer.getvalue())
+        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return f'<img src="data:image/png;base64,{encoded}" alt="{html.escape(name)}">'
 
     def add(self, title: str, *parts: str) -> None:
         self.sections.append(f"<h2>{html.escape(title)}</h2>\n" + "\n".join(parts))
@@ -78,7 +98,7 @@ def analyze_recording(recording: Recording, output: Path) -> dict[str, Any]:
     """
     output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    report = Report()
+    report = Report(output)
     rng = np.random.default_rng(SEED)
     layers = _layers(recording)
     variables, categorical = _variables(recording)
@@ -90,13 +110,26 @@ def analyze_recording(recording: Recording, output: Path) -> dict[str, Any]:
         "layers": {name: int(a.shape[1]) for name, a in layers.items()},
         "variables": sorted(variables),
     }
+    timed = report.metrics["section_seconds"] = {}
+    mark = time.perf_counter()
+
+    def done(section: str) -> None:
+        nonlocal mark
+        timed[section] = round(time.perf_counter() - mark, 1)
+        mark = time.perf_counter()
+
     _rsa_section(report, layers, variables, categorical, rng)
+    done("rsa")
     _decoding_section(report, recording, layers, variables, categorical)
+    done("decoding")
     state = _recurrent_state(recording)
     if state is not None:
         components = _pca_section(report, recording, state, variables, categorical)
+        done("pca")
         _sindy_section(report, recording, state, components)
+        done("sindy")
         _fixed_point_section(report, recording, state, components, variables, categorical, rng)
+        done("fixed_points")
     report.metrics["seconds"] = round(time.perf_counter() - started, 1)
     (output / "metrics.json").write_text(json.dumps(_plain(report.metrics), indent=2) + "\n")
     (output / "report.html").write_text(_html(recording, report))
@@ -164,7 +197,7 @@ def _rsa_section(
         categorical,
     )
     report.metrics["rsa"] = result
-    figure = _heatmap(result, "Spearman correlation of layer RDM with model RDM")
+    figure = _heatmap(report, result, "Spearman correlation of layer RDM with model RDM", "rsa")
     parts = [
         f"<p>RDMs (1 - Pearson correlation) of {RSA_SAMPLES} random time steps per layer, "
         "compared with model RDMs of each task variable (Euclidean distance; 0/1 for "
@@ -173,11 +206,13 @@ def _rsa_section(
     ]
     condition = _condition(variables, categorical)
     if condition is not None:
-        parts.append(_condition_rdms(layers, variables[condition], condition))
+        parts.append(_condition_rdms(report, layers, variables[condition], condition))
     report.add("Representational similarity", *parts)
 
 
-def _condition_rdms(layers: dict[str, np.ndarray], labels: np.ndarray, name: str) -> str:
+def _condition_rdms(
+    report: Report, layers: dict[str, np.ndarray], labels: np.ndarray, name: str
+) -> str:
     shown = [key for key in layers if key.startswith("layer/")][:6]
     fig, axes = plt.subplots(1, len(shown), figsize=(2.6 * len(shown), 2.6), squeeze=False)
     for ax, key in zip(axes[0], shown, strict=True):
@@ -188,7 +223,7 @@ def _condition_rdms(layers: dict[str, np.ndarray], labels: np.ndarray, name: str
         ax.set_xticks(range(len(conditions)), conditions, fontsize=7)
         ax.set_yticks(range(len(conditions)), conditions, fontsize=7)
     fig.suptitle(f"RDMs of the condition means by {name}", fontsize=9)
-    return _figure(fig)
+    return report.figure(fig, "condition_rdms")
 
 
 def _decoding_section(
@@ -216,7 +251,7 @@ def _decoding_section(
         "<p>Linear decoders (logistic regression for conditions: accuracy; ridge regression "
         "for continuous variables: R² averaged over their columns), 5-fold cross-validated "
         "with folds split by episode (scikit-learn).</p>",
-        _heatmap(scores, "held-out accuracy / R²"),
+        _heatmap(report, scores, "held-out accuracy / R²", "decoding"),
         _table(results),
     ]
     condition = _condition(variables, categorical)
@@ -260,7 +295,7 @@ def _decoding_over_time(
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=7)
     report.metrics.setdefault("decoding_over_time", {})[name] = {"steps": list(shown), **over_time}
-    return _figure(fig)
+    return report.figure(fig, "decoding_over_time")
 
 
 def _pca_section(
@@ -302,7 +337,7 @@ def _pca_section(
         f"first principal components; explained variance "
         f"{', '.join(f'{v:.1%}' for v in components.explained)}. One line per episode, "
         "coloured by condition; dots mark the episode's last step.</p>",
-        _figure(fig),
+        report.figure(fig, "pca"),
     )
     return components
 
@@ -374,6 +409,7 @@ def _fixed_point_section(
     labels = variables[condition] if condition else np.zeros(len(state), dtype=int)
     settled = recording.step >= np.percentile(recording.step, 95) - SETTLED_STEPS
     found: dict[str, list[dict[str, Any]]] = {}
+    slowest: dict[str, dict[str, Any]] = {}
     fig, ax = plt.subplots(figsize=(5, 4))
     projected = components.project(state)
     ax.scatter(projected[:, 0], projected[:, 1], s=1, color="0.8")
@@ -387,12 +423,10 @@ def _fixed_point_section(
         visited = np.flatnonzero(rows)
         starts = state[rng.choice(visited, FIXED_POINT_STARTS)]
         starts = starts + START_NOISE * rng.normal(size=starts.shape)
-        points = find_fixed_points(
-            policy_update(brain, held),
-            starts,
-            tolerance=FIXED_POINT_TOLERANCE,
-            max_iterations=FIXED_POINT_ITERATIONS,
-        )
+        update = policy_update(brain, held)
+        minima, speeds = minimise_speed(update, starts, FIXED_POINT_ITERATIONS)
+        points = fixed_points_among(update, minima, speeds, FIXED_POINT_TOLERANCE)
+        slowest[str(int(label))] = _point_metrics(linearise(update, minima[[speeds.argmin()]])[0])
         found[str(int(label))] = [_point_metrics(point) for point in points]
         for point in points:
             xy = components.project(point.state[None])[0]
@@ -407,11 +441,17 @@ def _fixed_point_section(
     ax.set_xlabel("PC1")
     ax.set_ylabel("PC2")
     ax.set_title("fixed points per condition (o stable, x unstable)", fontsize=9)
-    report.metrics["fixed_points"] = {"condition": condition, "by_condition": found}
+    report.metrics["fixed_points"] = {
+        "condition": condition,
+        "by_condition": found,
+        "slowest_by_condition": slowest,
+    }
     rows = "".join(
         f"<tr><td>{label}</td><td>{len(points)}</td>"
         f"<td>{sum(p['stable'] for p in points)}</td>"
-        f"<td>{', '.join(format(p['max_abs_eigenvalue'], '.3f') for p in points)}</td></tr>"
+        f"<td>{', '.join(format(p['max_abs_eigenvalue'], '.3f') for p in points)}</td>"
+        f"<td>{slowest[label]['speed']:.3g}</td>"
+        f"<td>{slowest[label]['max_abs_eigenvalue']:.3f}</td></tr>"
         for label, points in found.items()
     )
     report.add(
@@ -423,8 +463,9 @@ def _fixed_point_section(
         f"{FIXED_POINT_TOLERANCE:g} are fixed points, merged when closer than 1e-3. Stable: "
         "every Jacobian eigenvalue inside the unit circle.</p>",
         "<table><tr><th>condition</th><th>fixed points</th><th>stable</th>"
-        f"<th>largest |λ| of each</th></tr>{rows}</table>",
-        _figure(fig),
+        "<th>largest |λ| of each</th><th>slowest q reached</th><th>largest |λ| there</th>"
+        f"</tr>{rows}</table>",
+        report.figure(fig, "fixed_points"),
     )
 
 
@@ -442,7 +483,7 @@ def _point_metrics(point: FixedPoint) -> dict[str, Any]:
 # -- output --------------------------------------------------------------------------------
 
 
-def _heatmap(table: dict[str, dict[str, float]], title: str) -> str:
+def _heatmap(report: Report, table: dict[str, dict[str, float]], title: str, name: str) -> str:
     rows = list(table)
     columns = list(next(iter(table.values())))
     values = np.array([[table[r][c] for c in columns] for r in rows])
@@ -464,7 +505,7 @@ def _heatmap(table: dict[str, dict[str, float]], title: str) -> str:
         )
     fig.colorbar(image, ax=ax)
     ax.set_title(title, fontsize=9)
-    return _figure(fig)
+    return report.figure(fig, name)
 
 
 def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -479,15 +520,6 @@ def _table(results: dict[str, dict[str, dict[str, Any]]]) -> str:
         )
         body += f"<tr><td>{html.escape(layer)}</td>{cells}</tr>"
     return f"<table><tr><th>layer</th>{head}</tr>{body}</table>"
-
-
-def _figure(fig: Any) -> str:
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png", dpi=FIGURE_DPI)
-    plt.close(fig)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f'<img src="data:image/png;base64,{encoded}">'
 
 
 def _html(recording: Recording, report: Report) -> str:
