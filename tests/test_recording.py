@@ -167,3 +167,12 @@ def test_run_keep_records_brain_outputs_that_no_function_reads(tmp_path: Path) -
     wrong = neuroloop(*common, "--keep", "brain:valeu")
     assert wrong.returncode == 2
     assert "--keep brain:valeu: expected ENGINE:NAME[,NAME]" in wrong.stderr
+
+
+@pytest.mark.parametrize("name", ["missing/reach.npz", "reach.txt"])
+def test_evaluate_refuses_a_record_path_before_the_run(name: str, tmp_path: Path) -> None:
+    result = neuroloop("evaluate", "reach", "--weights", "reach_lstm", "--record", tmp_path / name)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("neuroloop evaluate: error: --record: expected")
+    assert "Traceback" not in result.stderr

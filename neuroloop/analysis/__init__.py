@@ -9,4 +9,7 @@ function on numpy arrays, validated on ground truths in ``tests/test_analysis.py
   SINDy on its leading components, scored on held-out trajectories (pysindy);
 - ``fixed_points.find_fixed_points``: fixed points of a recurrent update, their Jacobian
   eigenvalues and stability.
+
+``report.analyze_recording`` runs them all on a step recording (``neuroloop.recording``)
+for ``neuroloop analyze`` (``command``).
 """
