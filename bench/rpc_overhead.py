@@ -29,11 +29,14 @@ served by the real ``neuroloop engine`` command in its own process:
 - the price of the engine secret: Step with and without it, and the loop step of a
   simulation connecting (``EmptyLaunchCommand``, tcp) to an engine started with
   ``--secret-file`` against one started without (the forked loop step carries its
-  simulation's secret too).
+  simulation's secret too);
+- protobuf datapacks: the loop step again with ``DumpStringEngine``, whose observation and
+  action are NRP-core ``Dump.String`` messages (they travel as type name and bytes and reach
+  the function as messages).
 
 The targets: one loop step over one idle engine costs at most ``TARGET_RATIO`` times a bare
-unary round trip measured in the same run, and at most ``SECRET_TARGET_RATIO`` times the
-same loop step without a secret.
+unary round trip measured in the same run, with tensor datapacks and with ``Dump.String``
+ones, and at most ``SECRET_TARGET_RATIO`` times the same loop step without a secret.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ from neuroloop.launcher import Launcher
 from neuroloop.secret import new_secret
 from neuroloop.server import READY_PREFIX
 from neuroloop.simulation import Simulation
+from nrp_protobuf import dump_pb2
 
 BENCH_FILE = Path(__file__).resolve()
 DEFAULT_STEPS = 2000
@@ -79,6 +83,8 @@ OBSERVATION = "observation"
 ACTION = "action"
 DATAPACK_SHAPE = (8,)
 """Shape of the float32 observation and action: a small joint-state-sized vector."""
+DUMP_TEXT = '{"joints": [0, 0, 0, 0]}'
+"""The Dump.String observation of DumpStringEngine: about as many bytes as the tensor."""
 TIMESTEP_S = 0.001
 TIMESTEP_NS = 1_000_000
 COMMAND_TIMEOUT_S = 10.0
@@ -112,7 +118,7 @@ class IdleEngine(Engine):
     """An engine that does no work: offers a constant ``observation``, accepts ``action``."""
 
     def initialize(self, config: Mapping[str, Any]) -> None:
-        self.observation = np.zeros(DATAPACK_SHAPE, np.float32)
+        self.observation: DataPackValue = np.zeros(DATAPACK_SHAPE, np.float32)
         self.action: DataPackValue = None
 
     def reset(self, seed: int | None) -> None:
@@ -132,6 +138,14 @@ class IdleEngine(Engine):
         if name != ACTION:
             raise ValueError(f"[{self.name}] {name!r} is read-only")
         self.action = value
+
+
+class DumpStringEngine(IdleEngine):
+    """The idle engine with NRP-core ``Dump.String`` messages as observation and action."""
+
+    def initialize(self, config: Mapping[str, Any]) -> None:
+        super().initialize(config)
+        self.observation = dump_pb2.String(string_stream=DUMP_TEXT)
 
 
 # -- the baseline server (runs in its own process) ---------------------------------------------
@@ -311,15 +325,17 @@ def simulation(
     tag: str,
     address: str | None = None,
     secret_file: Path | None = None,
+    engine_class: str = "IdleEngine",
 ) -> Callable[[int], None]:
-    """A Simulation over one IdleEngine: forked on loopback TCP, or already serving at
-    ``address`` (with the secret in ``secret_file``, if any)."""
+    """A Simulation over one ``engine_class`` of this file: forked on loopback TCP, or
+    already serving at ``address`` (with the secret in ``secret_file``, if any)."""
     functions = directory / "forward.py"
     functions.write_text(FORWARD_FUNCTION)
     engine: dict[str, Any] = {
         "EngineName": ENGINE_NAME,
         "EngineType": "python",
-        "EngineClass": f"{BENCH_FILE}:IdleEngine",
+        "EngineClass": f"{BENCH_FILE}:{engine_class}",
+        "ProtobufPackages": ["Dump"],
         "EngineTimestep": TIMESTEP_S,
         "EngineCommandTimeout": COMMAND_TIMEOUT_S,
         "EngineLaunchTimeout": LAUNCH_TIMEOUT_S,
@@ -380,6 +396,10 @@ def build_cases(stack: ExitStack, directory: Path) -> dict[str, Case]:
             "Simulation loop step, tcp, connected, no secret",
             simulation(stack, directory, "open", loop_open_address),
         ),
+        "loop_dump": Case(
+            "Simulation loop step, tcp, Dump.String datapacks",
+            simulation(stack, directory, "dump", engine_class=DumpStringEngine.__name__),
+        ),
     }
 
 
@@ -416,13 +436,14 @@ def report(cases: Mapping[str, Case], steps: int, repeats: int, load: tuple[floa
     print(f"loop step unix / loop step tcp:       {ratio('loop_unix', 'loop'):.2f}x")
     print(f"bare unary unix / bare unary tcp:     {ratio('unary_unix', 'unary'):.2f}x")
     print(f"Step secret / Step no secret (tcp):   {ratio('step_secret', 'step'):.2f}x")
+    print(f"loop step Dump.String / tensor (tcp): {ratio('loop_dump', 'loop'):.2f}x")
     found = ratio("loop_secret", "loop_open")
     verdict = "met" if found <= SECRET_TARGET_RATIO else "NOT met"
     print(
         f"target loop step with secret <= {SECRET_TARGET_RATIO}x without (tcp): "
         f"{found:.2f}x -> {verdict}"
     )
-    for key in ("loop", "loop_unix"):
+    for key in ("loop", "loop_unix", "loop_dump"):
         found = ratio(key, "unary")
         verdict = "met" if found <= TARGET_RATIO else "NOT met"
         print(

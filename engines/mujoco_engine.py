@@ -142,6 +142,22 @@ WORLD_MEMORY_FACTOR = 4
 MiB per Shadow Hand world, 4x its 0.15 MiB of buffer and arena)."""
 
 
+def physics_steps(timestep_ns: int, model: mujoco.MjModel, context: str) -> int:
+    """How many of ``model``'s physics timesteps make ``timestep_ns``.
+
+    Raises:
+        ValueError: If ``timestep_ns`` is not a positive whole multiple of ``opt.timestep``.
+    """
+    physics_ns = round(float(model.opt.timestep) * NS_PER_SECOND)
+    nstep, remainder = divmod(timestep_ns, physics_ns)
+    if remainder or nstep < 1:
+        raise ValueError(
+            f"{context}: expected a whole multiple of the physics timestep {physics_ns} ns "
+            f"(opt.timestep={model.opt.timestep} s). Received: timestep_ns={timestep_ns}"
+        )
+    return int(nstep)
+
+
 class PhysicsError(EngineError):
     """MuJoCo failed while stepping a world (e.g. its memory arena ran out)."""
 
@@ -547,13 +563,7 @@ class MujocoEngine(Engine):
         if timestep_ns == self._substeps * self._physics_ns:
             nstep = self._substeps
         else:
-            nstep, remainder = divmod(timestep_ns, self._physics_ns)
-            if remainder or nstep < 1:
-                raise ValueError(
-                    f"[{self.name}] step: expected a whole multiple of the physics timestep "
-                    f"{self._physics_ns} ns (opt.timestep={model.opt.timestep} s). "
-                    f"Received: timestep_ns={timestep_ns}"
-                )
+            nstep = physics_steps(timestep_ns, model, f"[{self.name}] step")
 
         def advance(world: int) -> None:
             self._hold(world)

@@ -1,8 +1,8 @@
 """neuroloop experiments: tasks a simulation config's ``Task`` section names.
 
 Tasks by name (``TASKS``, ``get_task(name)``): ``reach``, ``freereach``,
-``manipulate_block``; see ``experiments.base`` for the task API and ``experiments.registry``
-for how a ``Task`` section builds one.
+``manipulate_block``, ``center_out``; see ``experiments.base`` for the task API and
+``experiments.registry`` for how a ``Task`` section builds one.
 """
 
 from neuroloop.plugins.experiments.base import GoalProgress, GoalStep, Task, total_reward

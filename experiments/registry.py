@@ -8,12 +8,13 @@ code that uses the tasks directly.
 from __future__ import annotations
 
 from neuroloop.plugins.experiments.base import Task
+from neuroloop.plugins.experiments.center_out import CenterOutTask
 from neuroloop.plugins.experiments.freereach import FreeReachTask
 from neuroloop.plugins.experiments.manipulate_block import ManipulateBlockTask
 from neuroloop.plugins.experiments.reach import ReachTask
 
 TASKS: dict[str, type[Task]] = {
-    task.name: task for task in (ReachTask, FreeReachTask, ManipulateBlockTask)
+    task.name: task for task in (ReachTask, FreeReachTask, ManipulateBlockTask, CenterOutTask)
 }
 """Every shipped task class by its registry name."""
 

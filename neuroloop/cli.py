@@ -174,6 +174,10 @@ def _parser() -> argparse.ArgumentParser:
 
     add_batch_command(commands, INTERRUPTS.check)
 
+    from neuroloop.surrogate.commands import add_command as add_surrogate_command
+
+    add_surrogate_command(commands)
+
     from neuroloop.analysis.command import add_command as add_analyze_command
 
     add_analyze_command(commands)

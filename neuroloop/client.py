@@ -65,7 +65,7 @@ class _StepStream:
     def send(self, request: pb.StepRequest) -> None:
         self._requests.put(request)
 
-    def receive(self, timeout_s: float) -> pb.StepReply:
+    def receive(self, timeout_s: float | None) -> pb.StepReply:
         """The next reply; raises ``queue.Empty`` on timeout, ``grpc.RpcError`` on failure."""
         item = self._replies.get(timeout=timeout_s)
         if isinstance(item, grpc.RpcError):
@@ -108,13 +108,13 @@ class EngineClient:
     Args:
         name: The engine's name (``EngineName``), used in every error.
         address: ``host:port`` or ``unix:/path`` of the engine's server.
-        timeout_s: Deadline of every call (``EngineCommandTimeout``).
+        timeout_s: Deadline of every call (``EngineCommandTimeout``); None: no deadline.
         secret: The engine's secret, sent with every call (health checks need none); None
             for an engine that has none.
     """
 
     def __init__(
-        self, name: str, address: str, timeout_s: float, secret: str | None = None
+        self, name: str, address: str, timeout_s: float | None, secret: str | None = None
     ) -> None:
         self.name = name
         self.address = address

@@ -74,13 +74,34 @@ class DataPack:
 
 
 class JsonDataPack(DataPack):
-    """A datapack whose data is a JSON object, created empty and filled by key.
+    """A datapack whose data is JSON, created empty and filled by key or by append.
 
-    ``JsonDataPack("action", "physics").data["torque"] = 1.0`` works as in NRP-core.
+    ``JsonDataPack("action", "physics").data["torque"] = 1.0`` makes an object and
+    ``.data.append({"rate": 5.0})`` an array, as NRP-core's JSON (null until written) does.
     """
 
     def __init__(self, name: str, engine_name: str, data: JsonValue | None = None) -> None:
-        super().__init__(name, engine_name, {} if data is None else data)
+        super().__init__(name, engine_name, _UnwrittenJson(self) if data is None else data)
+
+
+class _UnwrittenJson(dict[str, Any]):
+    """A JsonDataPack's data before anything is written: an empty object, which its first
+    ``append`` replaces (in its datapack) with an array."""
+
+    def __init__(self, owner: DataPack) -> None:
+        super().__init__()
+        self._owner = owner
+
+    def append(self, value: Any) -> None:
+        if self:
+            raise AttributeError("a JSON object has no append (it was filled by key)")
+        if self._owner.data is self:
+            self._owner.data = []
+        self._owner.data.append(value)
+
+    def extend(self, values: Any) -> None:
+        for value in values:
+            self.append(value)
 
 
 def as_tensor(value: Any, context: str) -> np.ndarray:

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
-from neuroloop.errors import ConfigError, NeuroloopError
+from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue, JsonValue
+from neuroloop.errors import ConfigError, NeuroloopError, UserCodeError
 from neuroloop.modules import load_file
 
 _simulation_time_ns: contextvars.ContextVar[int] = contextvars.ContextVar("time_ns", default=0)
@@ -50,6 +50,36 @@ class SimulationStatus(dict[str, Any]):
     Set ``status["done"] = True`` to end the simulation; every other key is reported, e.g. the
     task metric, which ``neuroloop run`` prints in its summary.
     """
+
+
+class RawData(DataPack):
+    """An observation a status function returns: data without a name or an engine.
+
+    Status functions return RawData (or datapacks) with their done flag; they go to the
+    trajectory handed to the caller (``Simulation.run_loop``), never to an engine.
+    """
+
+    def __init__(self, data: DataPackValue = None) -> None:
+        super().__init__("", "", data)
+
+
+class JsonRawData(RawData):
+    """A JSON observation, created empty and filled by key: ``raw.data["reward"] = 1.0``."""
+
+    def __init__(self, data: JsonValue | None = None) -> None:
+        super().__init__({} if data is None else data)
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """What one run of the functions produced."""
+
+    done: bool
+    """The status function's done flag (False without a status function)."""
+    to_engines: list[DataPack]
+    """Datapacks transceiver functions returned, for their engines."""
+    observations: list[DataPack]
+    """Datapacks (or RawData) the status function returned, for the trajectory."""
 
 
 class FunctionError(NeuroloopError):
@@ -94,10 +124,14 @@ def _declared(obj: Callable[..., Any]) -> DataPackFunction:
 
 
 class EngineDataPack:
-    """Pass the latest datapack ``id`` from its engine as argument ``keyword``."""
+    """Pass the latest datapack ``id`` from its engine as argument ``keyword``.
 
-    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
-        self.input = DataPackInput(keyword, id, preprocessed=False)
+    With ``isPreprocessed=True`` (NRP-core's argument) the datapack is the one a
+    preprocessing function produced, as with ``PreprocessedDataPack``.
+    """
+
+    def __init__(self, keyword: str, id: DataPackIdentifier, isPreprocessed: bool = False) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=isPreprocessed)
 
     def __call__(self, obj: Callable[..., Any]) -> DataPackFunction:
         function = _declared(obj)
@@ -108,8 +142,8 @@ class EngineDataPack:
 class PreprocessedDataPack(EngineDataPack):
     """Pass the datapack ``id`` that a preprocessing function produced as ``keyword``."""
 
-    def __init__(self, keyword: str, id: DataPackIdentifier) -> None:
-        self.input = DataPackInput(keyword, id, preprocessed=True)
+    def __init__(self, keyword: str, id: DataPackIdentifier, isPreprocessed: bool = True) -> None:
+        self.input = DataPackInput(keyword, id, preprocessed=isPreprocessed)
 
 
 class EngineConstant(EngineDataPack):
@@ -157,8 +191,11 @@ class PreprocessingFunction(_Kind):
 class StatusFunction(_Kind):
     """Run once per loop iteration; returns ``(done, datapacks)`` or ``(status, datapacks)``.
 
-    ``done`` is a bool; ``status`` a ``SimulationStatus`` (or dict) whose ``"done"`` key ends
-    the simulation and whose other keys are reported.
+    ``done`` is a bool; ``status`` a ``SimulationStatus`` (or dict) whose ``"done"`` key is
+    the done flag and whose other keys are reported. As in NRP-core, the datapacks (usually
+    ``JsonRawData``) are observations for the trajectory returned to the caller; they are
+    not sent to engines. The done flag holds until the next iteration's status function
+    (or a reset) replaces it.
     """
 
     kind = FunctionKind.STATUS
@@ -207,6 +244,38 @@ def getSimulationIteration() -> int:
     return _simulation_iteration.get()
 
 
+_PY_SIM_TRAINING = "NRP-core's py_sim training library (stable-baselines3 on PyTorch)"
+
+UNSUPPORTED_MODULES = {
+    "pyNN": "SpiNNaker (NRP-core's pyNN.spiNNaker nodes)",
+    "rospy": "ROS",
+    "spynnaker": "SpiNNaker",
+    "tvb": "TVB (The Virtual Brain)",
+    "tvb_data": "TVB (The Virtual Brain)",
+    "gym": "the legacy OpenAI gym package (neuroloop runs Gymnasium)",
+    "nrp_core.engines.py_sim.ConvertLib": _PY_SIM_TRAINING,
+    "nrp_core.engines.py_sim.NRPThreads": _PY_SIM_TRAINING,
+    "nrp_core.engines.py_sim.Trainer": _PY_SIM_TRAINING,
+}
+"""Modules NRP-core experiments import for integrations neuroloop lacks, with what they are:
+a function file or engine script failing to import one says so."""
+
+
+def explain_unsupported(error: UserCodeError) -> UserCodeError:
+    """``error``, saying which unsupported feature it is if a file failed to import one of
+    ``UNSUPPORTED_MODULES``."""
+    missing = error.__cause__
+    if not isinstance(missing, ModuleNotFoundError) or not missing.name:
+        return error
+    parts = missing.name.split(".")
+    prefixes = (".".join(parts[:n]) for n in range(len(parts), 0, -1))
+    feature = next((UNSUPPORTED_MODULES[p] for p in prefixes if p in UNSUPPORTED_MODULES), None)
+    if feature is None:
+        return error
+    explained = ModuleNotFoundError(f"{missing}: {feature} is not supported by neuroloop")
+    return UserCodeError(error.path, explained.with_traceback(missing.__traceback__))
+
+
 @dataclass(frozen=True)
 class LoadedFunction:
     """A declared function loaded from a config entry."""
@@ -234,6 +303,8 @@ def load_function_file(path: Path, loaded: dict[Path, ModuleType] | None = None)
         module = load_file(path)
     except ValueError:
         raise ConfigError(str(path), "", "a Python file", "a file Python cannot load") from None
+    except UserCodeError as error:
+        raise explain_unsupported(error) from error.__cause__
     if loaded is not None:
         loaded[path] = module
     return module
@@ -362,10 +433,8 @@ class FunctionManager:
         }
         return sorted(names)
 
-    def run(
-        self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int
-    ) -> tuple[bool, list[DataPack]]:
-        """Run the functions for the engines in ``due``; return ``(done, datapacks to send)``."""
+    def run(self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int) -> Cycle:
+        """Run the functions for the engines in ``due``: preprocessing, transceivers, status."""
         due = set(due)
         time_token = _simulation_time_ns.set(time_ns)
         iteration_token = _simulation_iteration.set(iteration)
@@ -378,11 +447,10 @@ class FunctionManager:
             for loaded in self.transceivers:
                 if loaded.function.engine in due:
                     outgoing += self._call(loaded, store, time_ns, iteration)
-            done = False
-            if self.status is not None:
-                done, datapacks = self._status(self.status, store, time_ns, iteration)
-                outgoing += datapacks
-            return done, outgoing
+            if self.status is None:
+                return Cycle(False, outgoing, [])
+            done, observations = self._status(self.status, store, time_ns, iteration)
+            return Cycle(done, outgoing, observations)
         finally:
             _simulation_time_ns.reset(time_token)
             _simulation_iteration.reset(iteration_token)

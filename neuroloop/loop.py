@@ -6,22 +6,25 @@ the engines due at t, in NRP-core's order:
 1. the steps they started earlier (which end at t) are collected: the datapacks functions
    asked for arrive in one round trip with the step itself, and are cached;
 2. their preprocessing functions run, then their transceiver functions, then the status
-   function (every iteration);
-3. each due engine gets one Step call: set what the functions sent it, advance by its
-   timestep, return the datapacks functions read from it. Steps of engines due at the same
-   time run concurrently; the loop moves on to the next due time without waiting for them
-   until it needs their results.
+   function (every iteration); what the status function returns is appended to the
+   trajectory (for the caller), and its done flag replaces the previous one;
+3. each due engine gets one Step call, whatever the done flag says: set what the
+   transceiver functions sent it, advance by its timestep, return the datapacks functions
+   read from it. Steps of engines due at the same time run concurrently; the loop moves on
+   to the next due time without waiting for them until it needs their results.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from neuroloop.datapack import DataPack, DataPackValue
 from neuroloop.errors import EngineError
-from neuroloop.functions import DataPackStore, FunctionManager
+from neuroloop.functions import Cycle, DataPackStore, LoadedFunction
 
 
 class PendingStep(Protocol):
@@ -39,6 +42,23 @@ class SteppableEngine(Protocol):
     def step_async(
         self, to_set: Mapping[str, DataPackValue], timestep_ns: int, get: Sequence[str]
     ) -> PendingStep: ...
+
+
+class DataPackProcessor(Protocol):
+    """What the loop runs between steps: transceiver functions (``FunctionManager``) or a
+    computational graph (``neuroloop.graph.ComputationalGraph``)."""
+
+    last_status: dict[str, Any]
+    task: object | None
+
+    @property
+    def status(self) -> LoadedFunction | None: ...
+
+    def requested(self, engine: str, constant: bool = False) -> list[str]: ...
+
+    def run(
+        self, due: Iterable[str], store: DataPackStore, time_ns: int, iteration: int
+    ) -> Cycle: ...
 
 
 class Recorder(Protocol):
@@ -67,14 +87,14 @@ class FTILoop:
 
     Args:
         engines: Engine clients paired with their ``EngineTimestep`` in nanoseconds.
-        functions: The loaded functions.
+        functions: The loaded functions, or a computational graph.
         recorder: Optional sink for every datapack exchanged.
     """
 
     def __init__(
         self,
         engines: Sequence[tuple[SteppableEngine, int]],
-        functions: FunctionManager,
+        functions: DataPackProcessor,
         recorder: Recorder | None = None,
     ) -> None:
         for engine, timestep_ns in engines:
@@ -88,6 +108,9 @@ class FTILoop:
         self.time_ns = 0
         self.iteration = 0
         self.done = False
+        """The status function's done flag of the last iteration (NRP-core's done flag)."""
+        self.trajectory: list[DataPack] = []
+        """What the status function returned, iteration after iteration, until taken."""
         self._slots = [_Slot(e, dt, functions.requested(e.name)) for e, dt in engines]
         self._outbox: dict[str, dict[str, DataPackValue]] = {e.name: {} for e, _ in engines}
         self._sent_observers: dict[str, list[SentObserver]] = {}
@@ -128,6 +151,7 @@ class FTILoop:
         self.time_ns = 0
         self.iteration = 0
         self.done = False
+        self.trajectory = []
         self.store = DataPackStore()
         for slot in self._slots:
             slot.due_ns = 0
@@ -135,21 +159,29 @@ class FTILoop:
             self._outbox[slot.engine.name] = {}
             self._arrived(slot, initial.get(slot.engine.name, {}))
 
-    def run_until(self, stop_ns: int) -> bool:
-        """Advance simulated time to ``stop_ns``; return True if the status function ended it.
+    def run_until(self, stop_ns: int, until_done: bool = True) -> bool:
+        """Advance simulated time to ``stop_ns``; return the done flag.
 
-        On return every step that ends at or before ``stop_ns`` has been collected, so the
-        cached datapacks show the state at ``stop_ns``.
+        With ``until_done`` the loop stops early once the status function says done (and does
+        not start while the flag from an earlier call stands), as NRP-core's
+        ``run_until_timeout``; without it, it runs to ``stop_ns`` whatever the flag says, as
+        NRP-core's ``run_loop``. On return every step that ends at or before the loop's time
+        has been collected, so the cached datapacks show the state at that time.
         """
-        while not self.done:
+        while not (until_done and self.done):
             now = min(slot.due_ns for slot in self._slots)
             if now >= stop_ns:
                 break
             self._iterate(now)
-        if not self.done:
+        if not (until_done and self.done):
             self.time_ns = max(self.time_ns, stop_ns)
         self.collect(lambda slot: slot.due_ns <= self.time_ns)
         return self.done
+
+    def take_trajectory(self) -> list[DataPack]:
+        """Return the status function's observations gathered so far, and start a new list."""
+        trajectory, self.trajectory = self.trajectory, []
+        return trajectory
 
     def run_until_stepped(self, name: str) -> bool:
         """Run loop iterations up to and including the next one that steps engine ``name``.
@@ -188,15 +220,14 @@ class FTILoop:
         self.time_ns = now
         due = [slot for slot in self._slots if slot.due_ns == now]
         self.collect(lambda slot: slot in due)
-        done, outgoing = self.functions.run(
+        cycle = self.functions.run(
             (slot.engine.name for slot in due), self.store, now, self.iteration
         )
         self.store.clear_updated()
-        self._post(outgoing)
+        self._post(cycle.to_engines)
+        self.trajectory += cycle.observations
+        self.done = cycle.done
         self.iteration += 1
-        if done:
-            self.done = True
-            return
         for slot in due:
             name = slot.engine.name
             to_set, self._outbox[name] = self._outbox[name], {}
@@ -227,3 +258,52 @@ class FTILoop:
             time_ns = slot.engine.time_ns
             for key, value in values.items():
                 self.recorder.record(time_ns, "from_engine", name, key, value)
+
+
+class EventLoop(FTILoop):
+    """NRP-core's EventLoop, without engines: the graph runs once per ``timestep_ns`` of
+    wall-clock time, its clock reading the milliseconds since the loop started.
+
+    ``time_ns`` is the loop's scheduled time (iteration x timestep); a cycle that starts
+    more than ``warn_ns`` late prints a warning, as NRP-core does.
+
+    Args:
+        graph: The computational graph (it sends nothing: there are no engines).
+        timestep_ns: Wall-clock length of one cycle.
+        warn_ns: How late a cycle may start before the warning.
+    """
+
+    def __init__(self, graph: DataPackProcessor, timestep_ns: int, warn_ns: int) -> None:
+        super().__init__([], graph)
+        if timestep_ns <= 0:
+            raise ValueError(f"EventLoop.Timestep: expected > 0 ns. Received: {timestep_ns}")
+        self.timestep_ns = timestep_ns
+        self.warn_ns = warn_ns
+        self._started_ns: int | None = None
+
+    def run_until(self, stop_ns: int, until_done: bool = True) -> bool:
+        """Run cycles, each at its wall-clock time, until the scheduled time is ``stop_ns``."""
+        if self._started_ns is None:
+            self._started_ns = time.monotonic_ns()
+        while self.time_ns < stop_ns and not (until_done and self.done):
+            late_ns = time.monotonic_ns() - (self._started_ns + self.time_ns)
+            if late_ns < 0:
+                time.sleep(-late_ns / 1e9)
+            elif late_ns > self.warn_ns:
+                print(
+                    f"[EventLoop] cycle {self.iteration} started {late_ns / 1e9:.4f} s late "
+                    f"(Timestep {self.timestep_ns / 1e9:g} s)",
+                    file=sys.stderr,
+                )
+            elapsed_ns = time.monotonic_ns() - self._started_ns
+            cycle = self.functions.run((), self.store, elapsed_ns, self.iteration)
+            self.trajectory += cycle.observations
+            self.done = cycle.done
+            self.iteration += 1
+            self.time_ns += self.timestep_ns
+        return self.done
+
+    def restart(self, initial: Mapping[str, Mapping[str, DataPackValue]]) -> None:
+        """Start again at time 0; the wall clock restarts with the next run."""
+        super().restart(initial)
+        self._started_ns = None

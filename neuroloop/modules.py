@@ -93,3 +93,18 @@ def load_object(spec: str, base: Path | None = None) -> Any:
     if not hasattr(module, name):
         raise ValueError(f"expected {target} to define {name}. Received: no {name} in {target}")
     return getattr(module, name)
+
+
+def import_extra(module: str, extra: str, context: str) -> ModuleType:
+    """Import ``module``, which neuroloop's optional dependency group ``extra`` installs.
+
+    Raises:
+        ValueError: Naming the extra to install when ``module`` is missing.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(
+            f"{context}: expected the {module} package (pip install 'neuroloop[{extra}]'). "
+            f"Received: it is not installed"
+        ) from None

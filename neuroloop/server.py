@@ -76,6 +76,8 @@ class EngineServicer(pb_grpc.EngineServicer):
         self.host = host
         self.on_shutdown = on_shutdown
         self.max_timestep_ns = max_timestep_ns
+        self.packages: tuple[str, ...] = ()
+        """The engine's ``ProtobufPackages``: the only messages it sends or accepts."""
 
     def _call(
         self,
@@ -103,7 +105,9 @@ class EngineServicer(pb_grpc.EngineServicer):
         self, request: pb.InitializeRequest, context: grpc.ServicerContext
     ) -> pb.InitializeReply:
         def initialize() -> pb.InitializeReply:
-            names = self.host.initialize(json.loads(request.config_json))
+            config = json.loads(request.config_json)
+            self.packages = tuple(config.get("ProtobufPackages", ()))
+            names = self.host.initialize(config)
             return pb.InitializeReply(time_ns=self.host.time_ns, datapack_names=names)
 
         return self._call(context, "initialize", initialize, pb.InitializeReply)
@@ -163,13 +167,17 @@ class EngineServicer(pb_grpc.EngineServicer):
                 f"expected a timestep <= {self.max_timestep_ns} ns (--max-timestep). "
                 f"Received: timestep_ns={timestep_ns}"
             )
-        decoded = [(name, value) for name, _, value in map(codec.decode, to_set)]
-        time_ns, values = self.host.step(decoded, timestep_ns, names)
+        decoded = [codec.decode(message, self.packages) for message in to_set]
+        time_ns, values = self.host.step(
+            [(name, value) for name, _, value in decoded], timestep_ns, names
+        )
         engine = self.host.name
         return pb.StepReply(
             time_ns=time_ns,
             datapacks=[
-                codec.encode(name, engine, value) if value is not None else _empty(name, engine)
+                codec.encode(name, engine, value, self.packages)
+                if value is not None
+                else _empty(name, engine)
                 for name, value in values.items()
             ],
         )

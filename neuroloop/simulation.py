@@ -21,14 +21,15 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from neuroloop.client import EngineClient, EngineUnavailableError
-from neuroloop.config import EngineConfig, SimulationConfig, load_config
+from neuroloop.config import EngineConfig, SimulationConfig, load_config, seconds_to_ns
 from neuroloop.datapack import DataPack, DataPackIdentifier, DataPackValue
 from neuroloop.engine import Engine, load_engine_class
 from neuroloop.errors import ConfigError, EngineCrashError, EngineError
 from neuroloop.functions import FunctionKind, FunctionManager, LoadedFunction, load_functions
+from neuroloop.graph import load_graph
 from neuroloop.launcher import Launcher, ManagedProcess
 from neuroloop.local import EngineLink, LocalEngine
-from neuroloop.loop import FTILoop, Recorder
+from neuroloop.loop import DataPackProcessor, EventLoop, FTILoop, Recorder
 from neuroloop.secret import SECRET_ENV, new_secret, read_secret_file
 from neuroloop.tasks import build_task
 
@@ -118,6 +119,12 @@ class Simulation:
                     environment,
                     guarded=bool(engine.proc_cmd),
                 )
+        if self.config.loop == "EventLoop":
+            settings = self.config.event_loop
+            warn_ns = seconds_to_ns(settings["TimestepWarnThreshold"], "TimestepWarnThreshold")
+            self._loop = EventLoop(functions, self.config.timestep_ns, warn_ns)
+            self._restart()
+            return
         with self._diagnosing():
             for engine in self.config.engines:
                 self.clients[engine.name] = local.get(engine.name) or self._connect(engine)
@@ -190,24 +197,49 @@ class Simulation:
             self.loop.run_until(stop)
         return self.done
 
-    def run_until_timeout(self, progress: Callable[[Simulation], None] | None = None) -> None:
-        """Step until SimulationTimeout or the status function ends the run.
+    def run_loop(self, num_iterations: int = 1) -> tuple[bool, list[Any]]:
+        """Run ``num_iterations`` SimulationTimesteps whatever the done flag says.
+
+        NRP-core's ``run_loop``: returns the done flag of the last iteration and, when it is
+        set, the trajectory, i.e. the data of what the status function returned since the
+        trajectory was last handed over (a dict for each ``JsonRawData``); else ``[]``.
+        """
+        with self._diagnosing():
+            self.loop.run_until(
+                self.loop.time_ns + num_iterations * self.config.timestep_ns, until_done=False
+            )
+        done = self.loop.done
+        return done, self._trajectory() if done else []
+
+    def _trajectory(self) -> list[Any]:
+        return [observation.data for observation in self.loop.take_trajectory()]
+
+    def run_until_timeout(
+        self, progress: Callable[[Simulation], None] | None = None
+    ) -> tuple[bool, bool, list[Any]]:
+        """Step until SimulationTimeout or the status function's done flag ends the run.
+
+        NRP-core's ``run_until_timeout``: returns the done flag, whether SimulationTimeout
+        was reached, and the trajectory (see ``run_loop``).
 
         Args:
             progress: Called after every SimulationTimestep (e.g. to print progress).
         """
         if self.config.timeout_ns <= 0 and self.functions_cannot_stop:
+            key = "EventLoop.Timeout" if self.config.loop == "EventLoop" else "SimulationTimeout"
             raise ConfigError(
                 str(self.config.path),
-                "SimulationTimeout",
+                key,
                 "a timeout > 0 s or a StatusFunction, or the run would never end",
-                "SimulationTimeout=0 and no StatusFunction",
+                f"{key}=0 and no StatusFunction",
             )
         while not self.step():
             if progress is not None:
                 progress(self)
         if progress is not None:
             progress(self)
+        timeout = self.config.timeout_ns
+        return self.loop.done, 0 < timeout <= self.loop.time_ns, self._trajectory()
 
     @property
     def functions_cannot_stop(self) -> bool:
@@ -265,14 +297,21 @@ class Simulation:
 
     def _reset_engines(self, seed: int | None) -> None:
         """Reset every engine concurrently with ``seed``."""
+        if not self.clients:
+            return
         with ThreadPoolExecutor(len(self.clients)) as pool:
             list(pool.map(lambda client: client.reset(seed), self.clients.values()))
 
-    def _load_functions(self) -> FunctionManager:
+    def _load_functions(self) -> DataPackProcessor:
         config = self.config
         engines = [e.name for e in config.engines]
         loaded: list[LoadedFunction] = []
         modules: dict[Path, ModuleType] = {}
+        if config.loop == "EventLoop" or config.processor == "cg":
+            output_driven = config.event_loop["ExecutionMode"] == "OutputDriven"
+            if config.loop == "FTILoop":
+                output_driven = True  # NRP-core runs a graph in the FTILoop OutputDriven
+            return load_graph(config.graph_files, engines, str(config.path), modules, output_driven)
         for index, entry in enumerate(config.functions):
             if entry.is_active:
                 loaded += load_functions(
@@ -285,7 +324,7 @@ class Simulation:
                     modules,
                 )
         status = None
-        if config.status_function is not None:
+        if config.status_function is not None and config.status_function.is_active:
             found = load_functions(
                 config.status_function.name,
                 config.status_function.file,

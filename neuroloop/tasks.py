@@ -1,10 +1,10 @@
 """The task a simulation config's ``Task`` section builds.
 
 ``Task.Name`` is an installed task (an entry point of the group ``neuroloop.tasks``: the
-shipped ``reach``, ``freereach``, ``manipulate_block``) or ``path/to/file.py:TaskClass`` /
-``module:TaskClass``. ``Task.Options`` are the class's ``__init__`` arguments in the
-config's CamelCase (``SuccessDistance`` -> ``success_distance``); ``Task.RewardWeights``
-its ``reward_weights``.
+shipped ``reach``, ``freereach``, ``manipulate_block``, ``center_out``) or
+``path/to/file.py:TaskClass`` / ``module:TaskClass``. ``Task.Options`` are the class's
+``__init__`` arguments in the config's CamelCase (``SuccessDistance`` ->
+``success_distance``); ``Task.RewardWeights`` its ``reward_weights``.
 """
 
 from __future__ import annotations

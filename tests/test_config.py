@@ -252,7 +252,8 @@ def test_unknown_top_level_key_is_suggested_too(tmp_path: Path) -> None:
         (
             {"EngineType": "mujuco"},
             'EngineConfigs[0].EngineType: expected one of "python_json", "python_grpc", '
-            '"python", "gymnasium", "mujoco", "keras_brain" (did you mean "mujoco"?). '
+            '"python", "gymnasium", "mujoco", "keras_brain", "py_sim", "nest_json", "surrogate" '
+            '(did you mean "mujoco"?). '
             'Received: EngineType="mujuco"',
         ),
         (

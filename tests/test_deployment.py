@@ -1,8 +1,10 @@
-"""Deployment: the docker-compose topology as local processes, compose's own check, and many
-simulations on one host without a port collision."""
+"""Deployment: the docker-compose topology as local processes, compose's own check, the real
+image under a real Docker engine (where one runs), and many simulations on one host without a
+port collision."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -12,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,31 @@ HEALTH_POLL_S = 0.5
 REACH_TIMEOUT_S = 0.4
 """Simulated seconds of the reach simulation: 10 loop steps."""
 CONCURRENT_SIMULATIONS = 50
+DOCKER_IMAGE = "neuroloop:test"
+"""The tag the Docker tests build (compose's NEUROLOOP_IMAGE), so they never replace the
+user's neuroloop:0.1.0; Docker's layer cache makes a rebuild of unchanged code quick."""
+DOCKER_BUILD_TIMEOUT_S = 3600.0
+"""A first build downloads and installs TensorFlow, MuJoCo and MPICH."""
+IMAGE_UID = 1000
+"""The uid of the image's user neuroloop (Dockerfile)."""
+ONE_SMALL_CYCLE = ("--cycles", "1", "-o", "Worlds=8", "-o", "Horizon=32", "-o", "PPO.Epochs=1")
+"""Appended to the train service's command: one cycle of 2 x 8 worlds x 32 steps."""
+LIST_PROCESSES = """
+import pathlib
+processes = {}
+for proc in pathlib.Path("/proc").glob("[0-9]*"):
+    fields = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines())
+    command = (proc / "cmdline").read_bytes().replace(b"\\0", b" ").decode()
+    processes[int(proc.name)] = (int(fields["PPid"]), *fields["Uid"].split()[:2], command)
+tree = {1}
+while grown := {pid for pid, (ppid, *_) in processes.items() if ppid in tree} - tree:
+    tree |= grown
+for pid in sorted(tree):
+    print(*processes[pid][1:])
+"""
+"""Prints the real and effective uid and the command line of the container's PID 1 and its
+descendants: the service's processes, not those of a concurrent ``docker exec`` (this one, a
+health check, whose runtime starts as root before it switches to the image's user)."""
 _VARIABLE = re.compile(r"\$\{(?P<name>\w+)(?::-(?P<default>[^}]*))?\}")
 
 
@@ -213,6 +240,190 @@ def test_docker_compose_config_accepts_the_file() -> None:
         assert set(resolved) >= {*ENGINE_SERVICES, "orchestrator", *(["train"] if profile else [])}
         assert resolved["physics"]["command"][-1] == "0.0.0.0:9001"
         assert resolved["brain"]["command"][-1] == "0.0.0.0:9002"
+
+
+def docker_unavailable() -> str | None:
+    """Why the Docker tests cannot run here, or None: a client, a compose and an engine."""
+    if shutil.which("docker") is None:
+        return "the docker client is not installed here"
+    if compose_cli() is None:
+        return "neither the docker compose plugin nor docker-compose is installed here"
+    try:
+        info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return "no Docker engine answers here (docker info did not answer in 60 s)"
+    if info.returncode != 0:
+        reason = (info.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"no Docker engine answers here (docker info: {reason})"
+    return None
+
+
+def base_image_missing() -> str | None:
+    """Why the Dockerfile's base image is out of reach, or None (present, or pulled now)."""
+    base = next(
+        line.split()[1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("FROM ")
+    )
+    if subprocess.run(["docker", "image", "inspect", base], capture_output=True).returncode == 0:
+        return None
+    try:
+        pulled = subprocess.run(
+            ["docker", "pull", base], capture_output=True, text=True, timeout=600
+        )
+    except subprocess.TimeoutExpired:
+        reason = "docker pull did not end in 600 s"
+    else:
+        if pulled.returncode == 0:
+            return None
+        reason = (pulled.stderr.strip().splitlines() or ["no output"])[-1]
+    return (
+        f"the base image {base} is not here and cannot be pulled ({reason}); where no container "
+        "registry is reachable, build a local stand-in for it first"
+    )
+
+
+Compose = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
+    """Builds the image once, then runs docker compose commands on a project of this test.
+
+    The project directory is a temporary one holding the engine secret, so nothing is written
+    into the source tree; its containers, network and volumes are removed at the end.
+    """
+    reason = docker_unavailable() or base_image_missing()
+    if reason:
+        pytest.skip(reason)
+    cli = compose_cli()
+    assert cli is not None
+    build = subprocess.run(
+        ["docker", "build", "--network", "host", "-t", DOCKER_IMAGE, str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=DOCKER_BUILD_TIMEOUT_S,
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    project = tmp_path_factory.mktemp("compose")
+    (project / "neuroloop_engine_secret").write_text(new_secret() + "\n")
+    (project / "neuroloop_engine_secret").chmod(0o644)
+    base = [
+        *cli,
+        *("--file", str(COMPOSE), "--project-directory", str(project)),
+        *("--project-name", f"neurolooptest{os.getpid()}", "--profile", "train"),
+    ]
+    environment = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("NEUROLOOP_")},
+        "NEUROLOOP_IMAGE": DOCKER_IMAGE,
+    }
+
+    def run(*arguments: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*base, *arguments],
+            capture_output=True,
+            text=True,
+            cwd=project,
+            env=environment,
+            timeout=timeout,
+        )
+
+    try:
+        yield run
+    finally:
+        run("down", "--volumes", "--remove-orphans", "--timeout", "5")
+
+
+def container_of(compose: Compose, service: str) -> str:
+    listed = compose("ps", "-q", service)
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout.strip()
+
+
+def docker(*arguments: str) -> str:
+    result = subprocess.run(["docker", *arguments], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_compose_services_run_unprivileged_and_the_reach_simulation_ends(
+    compose: Compose,
+) -> None:
+    started = compose("up", "--detach", "--no-build", *ENGINE_SERVICES)
+    assert started.returncode == 0, started.stderr
+    containers = {name: container_of(compose, name) for name in ENGINE_SERVICES}
+    deadline = time.monotonic() + HEALTHY_WITHIN_S
+    for name, container in containers.items():
+        while docker("inspect", "--format", "{{.State.Health.Status}}", container) != "healthy":
+            assert time.monotonic() < deadline, f"service {name} not healthy in time"
+            time.sleep(HEALTH_POLL_S)
+        # Every process of the service: its real and effective uid.
+        listed = compose("exec", "-T", name, "python", "-c", LIST_PROCESSES)
+        assert listed.returncode == 0, listed.stderr
+        processes = [line.split(None, 2) for line in listed.stdout.splitlines()]
+        assert any("neuroloop engine" in command for _, _, command in processes), processes
+        assert {(int(uid), int(euid)) for uid, euid, _ in processes} == {(IMAGE_UID, IMAGE_UID)}
+
+    run = compose("up", "--no-build", "--exit-code-from", "orchestrator", "orchestrator")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    assert "ended by     SimulationTimeout" in run.stdout
+    # The orchestrator shut both engines down: their containers end by themselves, status 0.
+    for name, container in containers.items():
+        assert docker("wait", container) == "0", f"service {name}"
+
+
+def test_train_profile_with_two_workers_completes_a_cycle_under_default_seccomp(
+    compose: Compose,
+) -> None:
+    resolved = compose("config")
+    assert resolved.returncode == 0, resolved.stderr
+    train = yaml.safe_load(resolved.stdout)["services"]["train"]
+    # Nothing loosens the container's confinement for MPI.
+    assert not {"cap_add", "privileged", "security_opt"} & set(train), train
+    command = [str(argument) for argument in train["command"]]
+    assert command[command.index("--workers") + 1] == "2"
+    # The kernel applies Docker's seccomp filter to the service's processes (mode 2).
+    status = compose("run", "--rm", "--no-deps", "-T", "train", "cat", "/proc/self/status")
+    assert status.returncode == 0, status.stderr
+    assert re.search(r"^Seccomp:\s+2$", status.stdout, re.MULTILINE), status.stdout
+
+    trained = compose(
+        "run", "--rm", "--no-deps", "-T", "train", *command, *ONE_SMALL_CYCLE, timeout=900
+    )
+    assert trained.returncode == 0, trained.stdout[-3000:] + trained.stderr[-3000:]
+    assert "(2 process(es))" in trained.stdout + trained.stderr
+    # The run, in the service's volume, is the unprivileged user's.
+    run_dir = command[command.index("--run-dir") + 1]
+    owner = compose("run", "--rm", "--no-deps", "-T", "train", "stat", "-c", "%u", run_dir)
+    assert owner.stdout.split() == [str(IMAGE_UID)], owner.stdout + owner.stderr
+    progress = compose(
+        "run", "--rm", "--no-deps", "-T", "train", "cat", f"{run_dir}/progress.jsonl"
+    )
+    assert progress.returncode == 0, progress.stderr
+    records = [json.loads(line) for line in progress.stdout.splitlines() if line.startswith("{")]
+    assert [record["cycle"] for record in records] == [1]
+
+
+def test_cross_memory_attach_is_what_the_default_seccomp_profile_refuses(
+    compose: Compose,
+) -> None:
+    """The control: the same image with MPICH's cross-memory attach on (the wheel's default)
+    fails its first large MPI_Bcast, so the image's MPIR_CVAR_CH4_CMA_ENABLE=0 is what makes
+    the train profile work."""
+    broadcast = (
+        "import numpy as np; from mpi4py import MPI; "
+        "a = np.full(1 << 20, MPI.COMM_WORLD.rank, np.float64); MPI.COMM_WORLD.Bcast(a); "
+        "assert not a.any(); print('broadcast')"
+    )
+    mpiexec = ["train", "mpiexec", "-n", "2", "python", "-c", broadcast]
+    as_built = compose("run", "--rm", "--no-deps", "-T", *mpiexec, timeout=300)
+    assert as_built.returncode == 0, as_built.stderr
+    assert as_built.stdout.split() == ["broadcast", "broadcast"]
+    with_cma = compose(
+        "run", "--rm", "--no-deps", "-T", "-e", "MPIR_CVAR_CH4_CMA_ENABLE=1", *mpiexec, timeout=300
+    )
+    assert with_cma.returncode != 0, with_cma.stdout
+    assert "MPI_Bcast" in with_cma.stdout + with_cma.stderr, with_cma.stderr
 
 
 def test_fifty_simulations_at_once_get_their_own_addresses(tmp_path: Path) -> None:

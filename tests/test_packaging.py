@@ -85,10 +85,10 @@ def run_installed(env_dir: Path, *args: str, cwd: Path) -> subprocess.CompletedP
     )  # fmt: skip
 
 
-def test_the_wheel_adds_only_neuroloop_and_nrp_core(wheel: Path) -> None:
+def test_the_wheel_adds_only_neuroloop_and_nrp_names(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     top_level = {name.split("/")[0] for name in names if ".dist-info/" not in name}
-    assert top_level == {"neuroloop", "nrp_core"}
+    assert top_level == {"neuroloop", "nrp_core", "nrp_protobuf"}
     missing = [path for path in SHIPPED if path not in names]
     assert not missing, missing
 
@@ -130,7 +130,7 @@ def test_setup_cfg_lists_every_package() -> None:
     found = set()
     for init in REPO.glob("**/__init__.py"):
         parts = init.parent.relative_to(REPO).parts
-        if parts[0] in ("neuroloop", "nrp_core"):
+        if parts[0] in ("neuroloop", "nrp_core", "nrp_protobuf"):
             found.add(".".join(parts))
     found |= {name for name, folder in mapped.items() if (REPO / folder).is_dir()}
     assert found == listed, (sorted(found - listed), sorted(listed - found))

@@ -1,4 +1,4 @@
-"""The wire contract: generated code in sync with engine.proto, and the datapack codec."""
+"""The wire contract: generated code in sync with its .proto files, and the datapack codec."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from neuroloop.protocol import codec
 from neuroloop.protocol import engine_pb2 as pb
-from neuroloop.protocol.generate import GENERATED_NAMES, PROTOCOL_DIR
+from neuroloop.protocol.generate import GENERATED_NAMES, MESSAGES_DIR, PROTOCOL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def tensor_message(dtype: str, shape: tuple[int, ...], data: bytes) -> pb.DataPa
     return message
 
 
-def test_generated_code_matches_engine_proto(tmp_path: Path) -> None:
+def test_generated_code_matches_the_proto_files(tmp_path: Path) -> None:
     # In a process of its own: protoc's extension crashes in a process that has loaded
     # TensorFlow's copy of protobuf (as the full test session has).
     run = subprocess.run(
@@ -52,6 +52,12 @@ def test_generated_code_matches_engine_proto(tmp_path: Path) -> None:
         assert (out / name).read_bytes() == committed.read_bytes(), (
             f"{committed} is stale: run python -m neuroloop.protocol.generate"
         )
+    # NRP-core's message packages (nrp_protobuf): message code for every .proto file.
+    messages = sorted((tmp_path / MESSAGES_DIR.relative_to(ROOT)).iterdir())
+    expected = [f"{p.stem}_pb2{s}" for p in MESSAGES_DIR.glob("*.proto") for s in (".py", ".pyi")]
+    assert [path.name for path in messages] == sorted(expected)
+    for path in messages:
+        assert path.read_bytes() == (MESSAGES_DIR / path.name).read_bytes(), f"{path.name} is stale"
 
 
 @pytest.mark.parametrize(

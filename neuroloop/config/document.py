@@ -18,7 +18,10 @@ _SUFFIXES = (".json", ".yaml", ".yml")
 
 
 def load_document(
-    path: str | Path, schema: str, overrides: Sequence[str] = ()
+    path: str | Path,
+    schema: str,
+    overrides: Sequence[str] = (),
+    prepare: Callable[[dict[str, Any]], None] | None = None,
 ) -> tuple[dict[str, Any], Callable[[ConfigError], ConfigError]]:
     """Read a JSON or YAML file, apply ``-o`` overrides, validate it and fill its defaults.
 
@@ -28,6 +31,8 @@ def load_document(
         path: A ``.json``, ``.yaml`` or ``.yml`` file.
         schema: The schema's name in ``neuroloop/schemas`` (``"simulation"``, ``"recipe"``).
         overrides: ``PATH=VALUE`` strings, as for ``load_config``.
+        prepare: Called with the document after the overrides, before validation; it may
+            raise ConfigError or change the document.
 
     Returns:
         The document, and a function that names the responsible override in a later
@@ -47,6 +52,8 @@ def load_document(
         return blame_override(error, origins)
 
     try:
+        if prepare is not None:
+            prepare(document)
         validate(document, label, schema)
     except ConfigError as error:
         raise blame(error) from None

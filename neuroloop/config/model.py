@@ -20,13 +20,21 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 from neuroloop.config.document import load_document
+from neuroloop.config.nrp import (
+    ScriptKeys,
+    read_leniently,
+    refuse_unsupported,
+    restore_script_keys,
+    runs_nrp_core_server,
+    take_script_keys,
+)
 from neuroloop.config.schema import (
     EXTRA_CONFIGS,
     SIMULATION_SCHEMA,
@@ -37,7 +45,7 @@ from neuroloop.config.text import JsonPath, format_path, leaf, show
 from neuroloop.errors import ConfigError
 
 _NS_PER_S = 1_000_000_000
-_ENGINE_FILE_KEYS = ("PythonFileName", "WorldFileName")
+_ENGINE_FILE_KEYS = ("PythonFileName", "WorldFileName", "NestInitFileName")
 
 
 def seconds_to_ns(seconds: float, what: str) -> int:
@@ -75,17 +83,20 @@ class EngineConfig:
     python_file: Path | None
     """``PythonFileName``: absolute path of the NRP-core engine script, if any."""
     world_file: Path | None
-    """``WorldFileName``: absolute path of the world or model file, if any."""
+    """``WorldFileName``: absolute path of the world or model file, if any (for a script
+    engine, as written when it names no file: the script reads it)."""
     proc_cmd: str
-    """``EngineProcCmd``; empty means neuroloop's own engine server."""
+    """``EngineProcCmd``; empty means neuroloop's own engine server (also when the config's
+    command runs NRP-core's server of the engine, such as ``python_json_engine.py``)."""
     proc_start_params: tuple[str, ...]
     """``EngineProcStartParams``: extra command-line arguments."""
     env_params: tuple[tuple[str, str], ...]
     """``EngineEnvParams`` as ``(KEY, VALUE)`` pairs, in config order."""
     launch_type: str
     """``EngineLaunchCommand.LaunchType``: ``"BasicFork"`` or ``"EmptyLaunchCommand"``."""
-    command_timeout_s: float
-    """``EngineCommandTimeout``: wall-clock seconds to wait for one call."""
+    command_timeout_s: float | None
+    """``EngineCommandTimeout``: wall-clock seconds to wait for one call; None: no limit
+    (the config said 0 or less, as NRP-core)."""
     launch_timeout_s: float
     """``EngineLaunchTimeout``: wall-clock seconds to wait for health checks after launch."""
     server_address: str
@@ -118,7 +129,7 @@ class ExternalProcessConfig:
     """One entry of ``ExternalProcesses``."""
 
     name: str
-    """``Name``: unique among external processes; errors and logs use it."""
+    """``Name`` (``program#index`` if the config has none): errors and logs use it."""
     proc_cmd: str
     """``ProcCmd``: the command that starts the process."""
     proc_start_params: tuple[str, ...]
@@ -151,9 +162,12 @@ class SimulationConfig:
     description: str
     """``SimulationDescription``."""
     timeout_ns: int
-    """``SimulationTimeout`` in simulated nanoseconds; 0 means no timeout."""
+    """``SimulationTimeout`` in simulated nanoseconds; 0 means no timeout. For the EventLoop,
+    ``EventLoop.Timeout`` (wall-clock)."""
     timestep_ns: int
-    """``SimulationTimestep`` in nanoseconds: how far the loop advances per iteration."""
+    """``SimulationTimestep`` in nanoseconds: how far the loop advances per iteration; the
+    smallest ``EngineTimestep`` if the config does not say (NRP-core's loop timestep). For
+    the EventLoop, ``EventLoop.Timestep`` (wall-clock)."""
     loop: str
     """``SimulationLoop``, e.g. ``"FTILoop"``."""
     engines: tuple[EngineConfig, ...]
@@ -169,6 +183,12 @@ class SimulationConfig:
     validates against the schema, so it can be saved and loaded again."""
     task: TaskConfig | None = None
     """``Task``, if any."""
+    event_loop: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    """``EventLoop``: the EventLoop's settings, defaults filled."""
+    processor: str = "tf"
+    """``DataPackProcessor``: ``"tf"`` (functions) or ``"cg"`` (the computational graph)."""
+    graph_files: tuple[Path, ...] = ()
+    """``ComputationalGraph``: the graph files, absolute."""
 
     @property
     def directory(self) -> Path:
@@ -211,9 +231,21 @@ def load_config(path: str | Path, overrides: Sequence[str] = ()) -> SimulationCo
     """
     file = Path(path)
     label = str(path)
-    document, blame = load_document(path, SIMULATION_SCHEMA, overrides)
+    script_keys: ScriptKeys = {}
+
+    def prepare(document: dict[str, Any]) -> None:
+        refuse_unsupported(document, label)
+        script_keys.update(take_script_keys(document))
+
+    try:
+        document, blame = load_document(path, SIMULATION_SCHEMA, overrides, prepare)
+    except ConfigError:
+        refuse_unsupported(read_leniently(file), label)  # say that first, if that is it
+        raise
+    restore_script_keys(document, script_keys)
     try:
         _check_unique_names(document, label)
+        _check_processor(document, label)
         _resolve_files(document, file.resolve().parent, label)
         _check_engine_extras(document, label)
         return _build(document, file.resolve(), label)
@@ -230,7 +262,9 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
     ):
         first: dict[str, int] = {}
         for index, item in enumerate(document.get(section, ())):
-            name = item[key]
+            name = item.get(key)
+            if name is None:
+                continue
             if name in first:
                 raise ConfigError(
                     label,
@@ -241,12 +275,38 @@ def _check_unique_names(document: Mapping[str, Any], label: str) -> None:
             first[name] = index
 
 
+def _check_processor(document: Mapping[str, Any], label: str) -> None:
+    """Functions go with DataPackProcessor tf, a ComputationalGraph with cg (or the
+    EventLoop, which always runs a graph)."""
+    graph = document["DataPackProcessor"] == "cg" or document["SimulationLoop"] == "EventLoop"
+    if graph and not document["ComputationalGraph"]:
+        raise ConfigError(
+            label,
+            "ComputationalGraph",
+            "graph files with DataPackProcessor cg or the EventLoop",
+            "none",
+        )
+    for key in ("DataPackProcessingFunctions", "StatusFunction", "ComputationalGraph"):
+        used = document[key] not in (None, [])
+        if used and graph != (key == "ComputationalGraph"):
+            processor = "tf (FTILoop)" if key != "ComputationalGraph" else "cg or the EventLoop"
+            raise ConfigError(
+                label,
+                key,
+                f"{key} only with DataPackProcessor {processor}",
+                f"DataPackProcessor={show(document['DataPackProcessor'])}, "
+                f"SimulationLoop={show(document['SimulationLoop'])}",
+            )
+
+
 def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> None:
     """Make every file path in the document absolute, checking that the file exists."""
     where: JsonPath
     for index, engine in enumerate(document["EngineConfigs"]):
         for key in _ENGINE_FILE_KEYS:
-            if engine[key] is not None:
+            if key == "WorldFileName" and _world_is_the_scripts(engine):
+                engine[key] = _script_world(engine[key], directory)
+            elif engine[key] is not None:
                 engine[key] = _existing_file(
                     engine[key], directory, label, ("EngineConfigs", index, key)
                 )
@@ -259,6 +319,9 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
     for index, function in enumerate(document["DataPackProcessingFunctions"]):
         where = ("DataPackProcessingFunctions", index, "FileName")
         function["FileName"] = _existing_file(function["FileName"], directory, label, where)
+    for index, file in enumerate(document["ComputationalGraph"]):
+        where = ("ComputationalGraph", index)
+        document["ComputationalGraph"][index] = _existing_file(file, directory, label, where)
     if document["StatusFunction"] is not None:
         status = document["StatusFunction"]
         where = ("StatusFunction", "FileName")
@@ -268,6 +331,22 @@ def _resolve_files(document: dict[str, Any], directory: Path, label: str) -> Non
         target, _, class_name = task["Name"].rpartition(":")
         resolved = _existing_file(target, directory, label, ("Task", "Name"))
         task["Name"] = f"{resolved}:{class_name}"
+
+
+def _world_is_the_scripts(engine: Mapping[str, Any]) -> bool:
+    """Whether an engine's ``WorldFileName`` is for its script to read, not necessarily a
+    file: a python_json/python_grpc script's own key, or a py_sim OpenAI Gymnasium id."""
+    return engine["EngineType"] in ("python_json", "python_grpc") or (
+        engine["Simulator"] == "OpenAI"
+    )
+
+
+def _script_world(value: str | None, directory: Path) -> str | None:
+    """A script engine's ``WorldFileName``: absolute if it names an existing file, else as
+    written (NRP-core leaves its meaning to the script, e.g. a Gym environment id)."""
+    if value is None or not (directory / value).is_file():
+        return value
+    return str((directory / value).resolve())
 
 
 def _check_engine_extras(document: dict[str, Any], label: str) -> None:
@@ -295,36 +374,59 @@ def _existing_file(value: str, directory: Path, label: str, where: JsonPath) -> 
 def _build(document: dict[str, Any], path: Path, label: str) -> SimulationConfig:
     """Freeze a validated, defaulted, resolved document into dataclasses."""
     status = document["StatusFunction"]
+    engines = tuple(
+        _engine(section, index, path.parent, label)
+        for index, section in enumerate(document["EngineConfigs"])
+    )
+    timeout, timeout_key = document["SimulationTimeout"], "SimulationTimeout"
+    timestep = document["SimulationTimestep"]
+    if document["SimulationLoop"] == "EventLoop":
+        timeout, timeout_key = document["EventLoop"]["Timeout"], "EventLoop.Timeout"
+        timestep_ns = _timestep_ns(
+            document["EventLoop"]["Timestep"], ("EventLoop", "Timestep"), label
+        )
+    elif timestep is None:
+        timestep_ns = min(engine.timestep_ns for engine in engines)
+    else:
+        timestep_ns = _timestep_ns(timestep, ("SimulationTimestep",), label)
     return SimulationConfig(
         path=path,
         name=document["SimulationName"],
         description=document["SimulationDescription"],
-        timeout_ns=seconds_to_ns(document["SimulationTimeout"], "SimulationTimeout"),
-        timestep_ns=_timestep_ns(document["SimulationTimestep"], ("SimulationTimestep",), label),
+        timeout_ns=seconds_to_ns(timeout, timeout_key),
+        timestep_ns=timestep_ns,
         loop=document["SimulationLoop"],
-        engines=tuple(
-            _engine(section, index, path.parent, label)
-            for index, section in enumerate(document["EngineConfigs"])
-        ),
+        engines=engines,
         functions=tuple(
             FunctionConfig(item["Name"], Path(item["FileName"]), item["IsActive"])
             for item in document["DataPackProcessingFunctions"]
         ),
         status_function=(
-            FunctionConfig(status["Name"], Path(status["FileName"]), True) if status else None
+            FunctionConfig(status["Name"], Path(status["FileName"]), status["IsActive"])
+            if status
+            else None
         ),
         external_processes=tuple(
             ExternalProcessConfig(
-                name=item["Name"],
+                name=item["Name"] or _process_name(item["ProcCmd"], index),
                 proc_cmd=item["ProcCmd"],
                 proc_start_params=tuple(item["ProcStartParams"]),
                 env_params=_env_pairs(item["ProcEnvParams"]),
             )
-            for item in document["ExternalProcesses"]
+            for index, item in enumerate(document["ExternalProcesses"])
         ),
         document=MappingProxyType(document),
         task=_task(document.get("Task")),
+        event_loop=MappingProxyType(dict(document["EventLoop"])),
+        processor=document["DataPackProcessor"],
+        graph_files=tuple(Path(file) for file in document["ComputationalGraph"]),
     )
+
+
+def _process_name(command: str, index: int) -> str:
+    """The name of an external process the config does not name: its program and index."""
+    program = Path(command.split()[0]).name if command.split() else "process"
+    return f"{program}#{index}"
 
 
 def _task(section: Mapping[str, Any] | None) -> TaskConfig | None:
@@ -341,6 +443,7 @@ def _engine(section: Mapping[str, Any], index: int, directory: Path, label: str)
     files = {
         key: Path(section[key]) if section[key] is not None else None for key in _ENGINE_FILE_KEYS
     }
+    nrp_server = runs_nrp_core_server(section["EngineProcCmd"])
     return EngineConfig(
         name=section["EngineName"],
         type=section["EngineType"],
@@ -350,11 +453,13 @@ def _engine(section: Mapping[str, Any], index: int, directory: Path, label: str)
         engine_class=section["EngineClass"],
         python_file=files["PythonFileName"],
         world_file=files["WorldFileName"],
-        proc_cmd=section["EngineProcCmd"],
-        proc_start_params=tuple(section["EngineProcStartParams"]),
+        proc_cmd="" if nrp_server else section["EngineProcCmd"],
+        proc_start_params=() if nrp_server else tuple(section["EngineProcStartParams"]),
         env_params=_env_pairs(section["EngineEnvParams"]),
         launch_type=section["EngineLaunchCommand"]["LaunchType"],
-        command_timeout_s=float(section["EngineCommandTimeout"]),
+        command_timeout_s=(
+            float(section["EngineCommandTimeout"]) if section["EngineCommandTimeout"] > 0 else None
+        ),
         launch_timeout_s=float(section["EngineLaunchTimeout"]),
         server_address=section["ServerAddress"],
         secret_file=(

@@ -147,6 +147,8 @@ def _describe(schema: Mapping[str, Any], error: jsonschema.ValidationError) -> s
     kinds = [kinds] if isinstance(kinds, str) else kinds
     if not kinds:
         return error.message
+    nullable = "null" in kinds and len(kinds) > 1
+    kinds = [kind for kind in kinds if not (nullable and kind == "null")]
     text = " or ".join(_TYPE_NAMES[kind] for kind in kinds)
     bounds = [f"{sign} {schema[keyword]}" for keyword, sign in BOUNDS.items() if keyword in schema]
     if bounds:
@@ -162,6 +164,8 @@ def _describe(schema: Mapping[str, Any], error: jsonschema.ValidationError) -> s
         text = f"a non-empty {text[2:]}" if schema["minLength"] == 1 else text
     if "pattern" in schema:
         text += f" matching {schema['pattern']!r}"
+    if nullable:
+        text += " or null"
     if "examples" in schema:
         text += f", e.g. {schema['examples'][0]!r}"
     return text

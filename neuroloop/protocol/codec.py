@@ -1,25 +1,43 @@
-"""numpy / JSON values <-> protobuf datapacks. The only place that builds datapack messages."""
+"""numpy / JSON / NRP-core message values <-> protobuf datapacks.
+
+The only place that builds datapack messages. A value that is a message of one of
+``nrp_protobuf``'s packages travels as its type name and serialized bytes and comes back as
+a message of the same type.
+"""
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Collection
 from typing import Any
 
 import numpy as np
+from google.protobuf.message import DecodeError, Message
 
 from neuroloop.datapack import TENSOR_KINDS, DataPackValue, as_tensor, is_tensor_value
 from neuroloop.protocol import engine_pb2 as pb
+from neuroloop.protocol.messages import message_class
 
 
-def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
-    """Build a wire datapack from a numpy array (tensor) or a JSON value.
+def encode(
+    name: str, engine: str, value: DataPackValue, packages: Collection[str] | None = None
+) -> pb.DataPack:
+    """Build a wire datapack from a numpy array (tensor), an NRP-core message or a JSON value.
+
+    ``packages`` limits messages to those packages (an engine's ``ProtobufPackages``).
 
     Raises:
-        ValueError: If the value is neither a numeric array nor JSON-serialisable.
+        ValueError: If the value is neither a numeric array, a message of a known package,
+            nor JSON-serialisable.
     """
     message = pb.DataPack(id=pb.DataPackId(name=name, engine=engine))
-    if is_tensor_value(value):
+    if isinstance(value, Message):
+        type_name = value.DESCRIPTOR.full_name
+        message_class(type_name, f"[{engine}] datapack {name!r}", packages)
+        message.proto.type = type_name
+        message.proto.data = value.SerializeToString()
+    elif is_tensor_value(value):
         array = as_tensor(value, f"[{engine}] datapack {name!r}")
         message.tensor.dtype = array.dtype.str
         message.tensor.shape.extend(array.shape)
@@ -36,14 +54,19 @@ def encode(name: str, engine: str, value: DataPackValue) -> pb.DataPack:
     return message
 
 
-def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
+def decode(
+    message: pb.DataPack, packages: Collection[str] | None = None
+) -> tuple[str, str, DataPackValue]:
     """Return ``(name, engine, value)`` for a wire datapack; an unset payload is ``None``.
+
+    ``packages`` limits messages to those packages (an engine's ``ProtobufPackages``).
 
     A tensor comes back as a writable little-endian array, whatever byte order it was sent in.
 
     Raises:
         ValueError: If the JSON is malformed or holds NaN or an infinity, the tensor's dtype is
-            not numeric, or its bytes do not match its shape.
+            not numeric, or its bytes do not match its shape, or a message's type is unknown
+            or its bytes do not parse as that type.
     """
     name, engine = message.id.name, message.id.engine
     context = f"[{engine}] datapack {name!r}"
@@ -60,6 +83,8 @@ def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
                 f"{context}: expected JSON with finite numbers. Received: {error.args[0]}"
             ) from None
         return name, engine, value
+    if payload == "proto":
+        return name, engine, _parse(message.proto, context, packages)
     tensor = message.tensor
     try:
         dtype = np.dtype(tensor.dtype)
@@ -78,6 +103,17 @@ def decode(message: pb.DataPack) -> tuple[str, str, DataPackValue]:
         )
     array = np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
     return name, engine, array.astype(dtype.newbyteorder("<"))
+
+
+def _parse(proto: pb.ProtoMessage, context: str, packages: Collection[str] | None) -> Message:
+    parsed = message_class(proto.type, context, packages)()
+    try:
+        parsed.ParseFromString(proto.data)
+    except DecodeError as error:
+        raise ValueError(
+            f"{context}: expected a serialized {proto.type}. Received: {error}"
+        ) from None
+    return parsed
 
 
 class _NonFiniteError(ValueError):

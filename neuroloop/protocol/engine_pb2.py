@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fneuroloop/protocol/engine.proto\x12\x0cneuroloop.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"*\n\nDataPackId\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\"s\n\x08\x44\x61taPack\x12$\n\x02id\x18\x01 \x01(\x0b\x32\x18.neuroloop.v1.DataPackId\x12&\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.neuroloop.v1.TensorH\x00\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x42\t\n\x07payload\"(\n\x11InitializeRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\":\n\x0fInitializeReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12\x16\n\x0e\x64\x61tapack_names\x18\x02 \x03(\t\"*\n\x0cResetRequest\x12\x11\n\x04seed\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\x1c\n\tTimeReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\"T\n\x0bStepRequest\x12#\n\x03set\x18\x01 \x03(\x0b\x32\x16.neuroloop.v1.DataPack\x12\x13\n\x0btimestep_ns\x18\x02 \x01(\x03\x12\x0b\n\x03get\x18\x03 \x03(\t\"G\n\tStepReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12)\n\tdatapacks\x18\x02 \x03(\x0b\x32\x16.neuroloop.v1.DataPack\"$\n\x13GetDataPacksRequest\x12\r\n\x05names\x18\x01 \x03(\t\"@\n\x13SetDataPacksRequest\x12)\n\tdatapacks\x18\x01 \x03(\x0b\x32\x16.neuroloop.v1.DataPack\"\x11\n\x0fShutdownRequest2\xf2\x03\n\x06\x45ngine\x12L\n\nInitialize\x12\x1f.neuroloop.v1.InitializeRequest\x1a\x1d.neuroloop.v1.InitializeReply\x12<\n\x05Reset\x12\x1a.neuroloop.v1.ResetRequest\x1a\x17.neuroloop.v1.TimeReply\x12:\n\x04Step\x12\x19.neuroloop.v1.StepRequest\x1a\x17.neuroloop.v1.StepReply\x12\x44\n\nStepStream\x12\x19.neuroloop.v1.StepRequest\x1a\x17.neuroloop.v1.StepReply(\x01\x30\x01\x12J\n\x0cGetDataPacks\x12!.neuroloop.v1.GetDataPacksRequest\x1a\x17.neuroloop.v1.StepReply\x12J\n\x0cSetDataPacks\x12!.neuroloop.v1.SetDataPacksRequest\x1a\x17.neuroloop.v1.TimeReply\x12\x42\n\x08Shutdown\x12\x1d.neuroloop.v1.ShutdownRequest\x1a\x17.neuroloop.v1.TimeReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fneuroloop/protocol/engine.proto\x12\x0cneuroloop.v1\"4\n\x06Tensor\x12\r\n\x05\x64type\x18\x01 \x01(\t\x12\r\n\x05shape\x18\x02 \x03(\x03\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"*\n\x0cProtoMessage\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"*\n\nDataPackId\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06\x65ngine\x18\x02 \x01(\t\"\xa0\x01\n\x08\x44\x61taPack\x12$\n\x02id\x18\x01 \x01(\x0b\x32\x18.neuroloop.v1.DataPackId\x12&\n\x06tensor\x18\x02 \x01(\x0b\x32\x14.neuroloop.v1.TensorH\x00\x12\x0e\n\x04json\x18\x03 \x01(\tH\x00\x12+\n\x05proto\x18\x04 \x01(\x0b\x32\x1a.neuroloop.v1.ProtoMessageH\x00\x42\t\n\x07payload\"(\n\x11InitializeRequest\x12\x13\n\x0b\x63onfig_json\x18\x01 \x01(\t\":\n\x0fInitializeReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12\x16\n\x0e\x64\x61tapack_names\x18\x02 \x03(\t\"*\n\x0cResetRequest\x12\x11\n\x04seed\x18\x01 \x01(\x03H\x00\x88\x01\x01\x42\x07\n\x05_seed\"\x1c\n\tTimeReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\"T\n\x0bStepRequest\x12#\n\x03set\x18\x01 \x03(\x0b\x32\x16.neuroloop.v1.DataPack\x12\x13\n\x0btimestep_ns\x18\x02 \x01(\x03\x12\x0b\n\x03get\x18\x03 \x03(\t\"G\n\tStepReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12)\n\tdatapacks\x18\x02 \x03(\x0b\x32\x16.neuroloop.v1.DataPack\"$\n\x13GetDataPacksRequest\x12\r\n\x05names\x18\x01 \x03(\t\"@\n\x13SetDataPacksRequest\x12)\n\tdatapacks\x18\x01 \x03(\x0b\x32\x16.neuroloop.v1.DataPack\"\x11\n\x0fShutdownRequest2\xf2\x03\n\x06\x45ngine\x12L\n\nInitialize\x12\x1f.neuroloop.v1.InitializeRequest\x1a\x1d.neuroloop.v1.InitializeReply\x12<\n\x05Reset\x12\x1a.neuroloop.v1.ResetRequest\x1a\x17.neuroloop.v1.TimeReply\x12:\n\x04Step\x12\x19.neuroloop.v1.StepRequest\x1a\x17.neuroloop.v1.StepReply\x12\x44\n\nStepStream\x12\x19.neuroloop.v1.StepRequest\x1a\x17.neuroloop.v1.StepReply(\x01\x30\x01\x12J\n\x0cGetDataPacks\x12!.neuroloop.v1.GetDataPacksRequest\x1a\x17.neuroloop.v1.StepReply\x12J\n\x0cSetDataPacks\x12!.neuroloop.v1.SetDataPacksRequest\x1a\x17.neuroloop.v1.TimeReply\x12\x42\n\x08Shutdown\x12\x1d.neuroloop.v1.ShutdownRequest\x1a\x17.neuroloop.v1.TimeReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,28 +33,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TENSOR']._serialized_start=49
   _globals['_TENSOR']._serialized_end=101
-  _globals['_DATAPACKID']._serialized_start=103
-  _globals['_DATAPACKID']._serialized_end=145
-  _globals['_DATAPACK']._serialized_start=147
-  _globals['_DATAPACK']._serialized_end=262
-  _globals['_INITIALIZEREQUEST']._serialized_start=264
-  _globals['_INITIALIZEREQUEST']._serialized_end=304
-  _globals['_INITIALIZEREPLY']._serialized_start=306
-  _globals['_INITIALIZEREPLY']._serialized_end=364
-  _globals['_RESETREQUEST']._serialized_start=366
-  _globals['_RESETREQUEST']._serialized_end=408
-  _globals['_TIMEREPLY']._serialized_start=410
-  _globals['_TIMEREPLY']._serialized_end=438
-  _globals['_STEPREQUEST']._serialized_start=440
-  _globals['_STEPREQUEST']._serialized_end=524
-  _globals['_STEPREPLY']._serialized_start=526
-  _globals['_STEPREPLY']._serialized_end=597
-  _globals['_GETDATAPACKSREQUEST']._serialized_start=599
-  _globals['_GETDATAPACKSREQUEST']._serialized_end=635
-  _globals['_SETDATAPACKSREQUEST']._serialized_start=637
-  _globals['_SETDATAPACKSREQUEST']._serialized_end=701
-  _globals['_SHUTDOWNREQUEST']._serialized_start=703
-  _globals['_SHUTDOWNREQUEST']._serialized_end=720
-  _globals['_ENGINE']._serialized_start=723
-  _globals['_ENGINE']._serialized_end=1221
+  _globals['_PROTOMESSAGE']._serialized_start=103
+  _globals['_PROTOMESSAGE']._serialized_end=145
+  _globals['_DATAPACKID']._serialized_start=147
+  _globals['_DATAPACKID']._serialized_end=189
+  _globals['_DATAPACK']._serialized_start=192
+  _globals['_DATAPACK']._serialized_end=352
+  _globals['_INITIALIZEREQUEST']._serialized_start=354
+  _globals['_INITIALIZEREQUEST']._serialized_end=394
+  _globals['_INITIALIZEREPLY']._serialized_start=396
+  _globals['_INITIALIZEREPLY']._serialized_end=454
+  _globals['_RESETREQUEST']._serialized_start=456
+  _globals['_RESETREQUEST']._serialized_end=498
+  _globals['_TIMEREPLY']._serialized_start=500
+  _globals['_TIMEREPLY']._serialized_end=528
+  _globals['_STEPREQUEST']._serialized_start=530
+  _globals['_STEPREQUEST']._serialized_end=614
+  _globals['_STEPREPLY']._serialized_start=616
+  _globals['_STEPREPLY']._serialized_end=687
+  _globals['_GETDATAPACKSREQUEST']._serialized_start=689
+  _globals['_GETDATAPACKSREQUEST']._serialized_end=725
+  _globals['_SETDATAPACKSREQUEST']._serialized_start=727
+  _globals['_SETDATAPACKSREQUEST']._serialized_end=791
+  _globals['_SHUTDOWNREQUEST']._serialized_start=793
+  _globals['_SHUTDOWNREQUEST']._serialized_end=810
+  _globals['_ENGINE']._serialized_start=813
+  _globals['_ENGINE']._serialized_end=1311
 # @@protoc_insertion_point(module_scope)

@@ -16,6 +16,14 @@ class Tensor(_message.Message):
     data: bytes
     def __init__(self, dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
+class ProtoMessage(_message.Message):
+    __slots__ = ("type", "data")
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    type: str
+    data: bytes
+    def __init__(self, type: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class DataPackId(_message.Message):
     __slots__ = ("name", "engine")
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -25,14 +33,16 @@ class DataPackId(_message.Message):
     def __init__(self, name: _Optional[str] = ..., engine: _Optional[str] = ...) -> None: ...
 
 class DataPack(_message.Message):
-    __slots__ = ("id", "tensor", "json")
+    __slots__ = ("id", "tensor", "json", "proto")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENSOR_FIELD_NUMBER: _ClassVar[int]
     JSON_FIELD_NUMBER: _ClassVar[int]
+    PROTO_FIELD_NUMBER: _ClassVar[int]
     id: DataPackId
     tensor: Tensor
     json: str
-    def __init__(self, id: _Optional[_Union[DataPackId, _Mapping]] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., json: _Optional[str] = ...) -> None: ...
+    proto: ProtoMessage
+    def __init__(self, id: _Optional[_Union[DataPackId, _Mapping]] = ..., tensor: _Optional[_Union[Tensor, _Mapping]] = ..., json: _Optional[str] = ..., proto: _Optional[_Union[ProtoMessage, _Mapping]] = ...) -> None: ...
 
 class InitializeRequest(_message.Message):
     __slots__ = ("config_json",)
