@@ -13,7 +13,8 @@ The engine's section of a simulation config::
         "InputShapes": {"proprioception": [48], "touch": [5], "goal": [15]},
         "ActionDim": 20,
         "Worlds": 4,
-        "Seed": 3
+        "Seed": 3,
+        "Record": ["policy_embedding", "policy_lstm"]
       }
     }
 
@@ -90,6 +91,7 @@ from neuroloop.brain.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_we
 from neuroloop.config import engine_extra_configs
 from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine
+from neuroloop.recording import LAYER_PREFIX
 from neuroloop.sensation import MODALITIES
 
 RNG_ALGORITHM = "philox"
@@ -112,6 +114,7 @@ CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
 
 BASE_OUTPUTS = (ACTION, LOG_PROB, VALUE)
 """Outputs besides the distribution's parameters and the recurrent state."""
+RECORD_ALL = "all"
 
 
 def _set_threads(threads: int, log: logging.Logger) -> None:
@@ -146,6 +149,8 @@ class KerasBrainEngine(Engine):
         self._checkpoint_roots: tuple[Path, ...] = ()
         self._generator: tf.random.Generator | None = None
         self._forward: Any = None
+        self._recorded: dict[str, str] = {}
+        """Recorded layers: datapack name -> layer name."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -187,6 +192,7 @@ class KerasBrainEngine(Engine):
                 f"{context}: expected distribution parameter names that differ from the "
                 f"engine's datapacks {sorted(reserved)}. Received: {clashing}"
             )
+        self._recorded = self._recorded_layers(brain, extra["Record"], context)
         self._names = (
             *self._shapes,
             *CONTROL_INPUTS,
@@ -195,6 +201,7 @@ class KerasBrainEngine(Engine):
             VALUE,
             *brain.distribution.param_names,
             *brain.state_names,
+            *self._recorded,
         )
         self._generator = (
             tf.random.Generator.from_non_deterministic_state(alg=RNG_ALGORITHM)
@@ -359,6 +366,37 @@ class KerasBrainEngine(Engine):
             )
         return brain
 
+    def _recorded_layers(
+        self, brain: Brain, record: str | Sequence[str], context: str
+    ) -> dict[str, str]:
+        """Datapack name -> layer name of each layer ``Record`` asks for."""
+        layers = [
+            layer.name
+            for layer in brain.joint.layers
+            if not isinstance(layer, keras.layers.InputLayer)
+        ]
+        if record == RECORD_ALL:
+            names = layers
+        else:
+            unknown = [name for name in record if name not in layers]
+            if unknown:
+                raise ValueError(
+                    f"{context}: expected EngineExtraConfigs.Record to be {RECORD_ALL!r} or "
+                    f"names of the brain's layers ({', '.join(layers)}). Received: {unknown}"
+                )
+            names = list(dict.fromkeys(record))
+        return {f"{LAYER_PREFIX}{name}": name for name in names}
+
+    def _joint_with_layers(self, brain: Brain) -> keras.Model:
+        """The joint model, also returning the recorded layers' outputs (shared weights)."""
+        if not self._recorded:
+            return brain.joint
+        outputs = dict(brain.joint.output)
+        for datapack, layer_name in self._recorded.items():
+            output = brain.joint.get_layer(layer_name).output
+            outputs[datapack] = output[0] if isinstance(output, list | tuple) else output
+        return keras.Model(brain.joint.input, outputs, name=f"{brain.joint.name}_recorded")
+
     def _compile(self, brain: Brain, deterministic: bool) -> Any:
         """The step as the concrete function of one ``tf.function``, traced once here.
 
@@ -370,6 +408,10 @@ class KerasBrainEngine(Engine):
         generator = self._generator
         sizes = {**brain.policy_state_sizes, **brain.value_state_sizes}
         names = brain.state_names
+        model = self._joint_with_layers(brain)
+        recorded = tuple(self._recorded)
+        # Outputs with a time axis ([W, T, ...]) lose it: one step is one time step.
+        timed = {name for name in recorded if model.output[name].shape[1] is None}
         signature = [
             {
                 name: tf.TensorSpec((worlds, *shape), tf.float32, name=name)
@@ -385,7 +427,7 @@ class KerasBrainEngine(Engine):
                 name: tf.expand_dims(tensor, 1) for name, tensor in inputs.items()
             }
             values.update(state)
-            out = brain.joint(brain.select_inputs(brain.joint, values), training=False)
+            out = model(brain.select_inputs(brain.joint, values), training=False)
             params = {key: out[key][:, 0] for key in distribution.param_names}
             if deterministic:
                 action = distribution.mode(params)
@@ -396,6 +438,7 @@ class KerasBrainEngine(Engine):
                 LOG_PROB: distribution.log_prob(params, action),
                 VALUE: out[VALUE][:, 0, 0],
                 **params,
+                **{name: out[name][:, 0] if name in timed else out[name] for name in recorded},
             }
             return outputs, {name: out[name] for name in names}
 

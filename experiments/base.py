@@ -142,6 +142,11 @@ class Task(abc.ABC):
         or ``None`` (the default) when the task has no such object."""
         return None
 
+    def conditions(self, goal: np.ndarray) -> dict[str, np.ndarray]:
+        """Categorical task variables that the goal ``[W, G]`` implies, ``{name: [W] int}``
+        (for analysis: ``neuroloop evaluate --record``). Default: none."""
+        return {}
+
     def terminated(self, state: State, goal: np.ndarray) -> np.ndarray:
         """``[W]`` bool: the state is terminal (no bootstrapping). Default: never."""
         return np.zeros(self.n_worlds(state), dtype=bool)

@@ -53,6 +53,13 @@ MEETING_GAP = 0.005
 STAY_PROBABILITY = 0.1
 """Chance that a goal asks every fingertip to stay where it is."""
 
+STAY = len(FINGERS)
+"""``target_finger`` of a goal that asks every fingertip to stay."""
+
+MEETING_TOLERANCE = 1.5
+"""A finger meets the thumb in a goal when their goals are closer than this times the
+``2 MEETING_GAP`` they are set apart."""
+
 SUCCESS_DISTANCE = 0.02
 """Success when the 15-D distance between fingertips and goal is below this (m)."""
 
@@ -118,6 +125,19 @@ class ReachTask(Task):
         stay = rng.uniform(size=n_worlds) < STAY_PROBABILITY
         goal[stay] = tips[stay]
         return goal.reshape(n_worlds, FINGERTIPS * 3)
+
+    def conditions(self, goal: np.ndarray) -> dict[str, np.ndarray]:
+        """``target_finger``: index in ``FINGERS`` of the finger asked to meet the thumb, or
+        ``STAY`` (= 4) when every fingertip is asked to stay.
+
+        The meeting finger's goal lies ``2 MEETING_GAP`` from the thumb's (both stop short of
+        the meeting point); in a stay goal the fingertips keep their spread-out positions.
+        """
+        tips = np.asarray(goal).reshape(len(goal), FINGERTIPS, 3)
+        gap = np.linalg.norm(tips[:, : len(FINGERS)] - tips[:, THUMB : THUMB + 1], axis=-1)
+        nearest = gap.argmin(axis=1)
+        meets = gap[np.arange(len(gap)), nearest] < MEETING_TOLERANCE * 2 * MEETING_GAP
+        return {"target_finger": np.where(meets, nearest, STAY)}
 
     def distance(self, state: State, goal: np.ndarray) -> np.ndarray:
         """Euclidean distance ``[W]`` between the scored fingertips and their goals (m)."""

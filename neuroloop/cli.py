@@ -120,6 +120,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=positive, help="run this many SimulationTimesteps, then stop")
     run.add_argument("--seed", type=seed, help="reset every engine with this seed before running")
     run.add_argument("--record", metavar="FILE", help="write every datapack to FILE (.jsonl/.npz)")
+    run.add_argument(
+        "--keep",
+        action="append",
+        default=[],
+        metavar="ENGINE:NAME[,NAME]",
+        help="also fetch (and so record) these datapacks of ENGINE with every step, though no "
+        "function reads them, e.g. --keep brain:value,policy_state_h",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(handler=_run)
 
@@ -188,6 +196,10 @@ def _parser() -> argparse.ArgumentParser:
     from neuroloop.render import add_command as add_render_command
 
     add_render_command(commands, INTERRUPTS.check)
+    from neuroloop.analysis.command import add_command as add_analyze_command
+
+    add_analyze_command(commands)
+
     for command in commands.choices.values():
         command.add_argument(
             "--verbose",
@@ -299,6 +311,7 @@ def _run(args: argparse.Namespace) -> int:
         with Simulation.from_config(
             config, args.override, recorder=recorder, seed=args.seed
         ) as sim:
+            _keep(sim, args.keep)
             INTERRUPTS.check()
             progress.begin()
             if args.steps is not None:
@@ -314,6 +327,22 @@ def _run(args: argparse.Namespace) -> int:
         if recorder is not None:
             recorder.close()
     return 0
+
+
+def _keep(sim: Simulation, specs: Sequence[str]) -> None:
+    """Have the loop fetch the ``--keep ENGINE:NAME[,NAME]`` datapacks with every step."""
+    for spec in specs:
+        engine, _, listed = spec.partition(":")
+        names = [name for name in listed.split(",") if name]
+        offered = sim.datapack_names.get(engine)
+        unknown = [name for name in names if offered is not None and name not in offered]
+        if offered is None or not names or unknown:
+            raise UsageError(
+                f"--keep {spec}: expected ENGINE:NAME[,NAME] with an engine of the config "
+                f"({', '.join(sim.datapack_names)}) and names of its datapacks"
+                + (f" ({', '.join(offered)})" if offered else "")
+            )
+        sim.loop.request(engine, names)
 
 
 class _Progress:

@@ -83,6 +83,13 @@ def add_commands(
         metavar="FILE",
         help="also film one episode of world 0 with the same brain into FILE (.mp4 or .gif)",
     )
+    evaluate.add_argument(
+        "--record",
+        type=Path,
+        metavar="FILE.npz",
+        help="record every step (inputs, actions, rewards, recurrent state, every layer's "
+        "activations, body state, task conditions) for neuroloop analyze",
+    )
     evaluate.set_defaults(handler=_evaluate)
 
     export = commands.add_parser(
@@ -275,10 +282,18 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = resolve(RECIPE, args.source)
         weights = resolve(WEIGHTS, args.weights)
     result = evaluate(
-        source, args.episodes, args.deterministic, args.checkpoint, args.horizon, weights
+        source,
+        args.episodes,
+        args.deterministic,
+        args.checkpoint,
+        args.horizon,
+        weights,
+        record=args.record,
     )
     for name, (mean, half_width, n) in result.items():
         print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
+    if args.record is not None:
+        print(f"recorded     {args.record}")
     if args.video is not None:
         _film_one_episode(source, weights, args.video, args.deterministic)
     return 0

@@ -93,6 +93,7 @@ class _Step:
     terminated: np.ndarray
     truncated: np.ndarray
     metric: np.ndarray | None
+    extras: dict[str, np.ndarray]
 
 
 class Gatherer:
@@ -103,6 +104,7 @@ class Gatherer:
             EngineTimestep (one loop step per control step).
         signals: Where the brain and the training signals are.
         state_names: The brain's recurrent state datapacks (``Brain.state_names``).
+        extras: More datapacks to keep at every step (``last_extras``), e.g. for a recording.
 
     Raises:
         ConfigError: If the simulation timestep is not the brain's timestep.
@@ -113,6 +115,7 @@ class Gatherer:
         simulation: Simulation,
         signals: TrainingSignals = TrainingSignals(),
         state_names: Sequence[str] = (),
+        extras: Sequence[DataPackIdentifier] = (),
     ) -> None:
         config = simulation.config
         brain = config.engine(signals.brain)
@@ -127,9 +130,16 @@ class Gatherer:
         self.simulation = simulation
         self.signals = signals
         self.state_names = tuple(state_names)
+        self.extras = tuple(extras)
+        self.last_extras: dict[str, np.ndarray] = {}
+        """The ``extras`` of the last gathering, ``{"engine/name": [T + 1, W, ...]}``, each
+        read when its observation was made (e.g. body state, layer activations)."""
         self._sent: Mapping[str, DataPackValue] = {}
         simulation.loop.observe_sent(signals.brain, self._receive)
         simulation.loop.request(signals.brain, [*BRAIN_OUTPUTS, *self.state_names])
+        for identifier in self.extras:
+            if identifier.name in simulation.datapack_names.get(identifier.engine_name, ()):
+                simulation.loop.request(identifier.engine_name, [identifier.name])
         self._last: _Step | None = None
         self._state: dict[str, np.ndarray] | None = None
         self._weights: np.ndarray | None = None
@@ -146,7 +156,11 @@ class Gatherer:
             self.simulation.set_datapack("weights", self.signals.brain, self._weights)
         self._last = None
         self._state = None
-        return _stack([self._control_step() for _ in range(horizon + 1)])
+        steps = [self._control_step() for _ in range(horizon + 1)]
+        self.last_extras = {
+            key: np.stack([s.extras[key] for s in steps]) for key in steps[0].extras
+        }
+        return _stack(steps)
 
     def _receive(self, time_ns: int, sent: Mapping[str, DataPackValue]) -> None:
         self._sent = sent
@@ -204,6 +218,7 @@ class Gatherer:
                 if self.signals.metric is None
                 else self._signal(self.signals.metric, worlds).astype(np.float64)
             ),
+            extras={f"{i.engine_name}/{i.name}": self._extra(i) for i in self.extras},
         )
         self._last = step
         return step
@@ -214,6 +229,9 @@ class Gatherer:
         return self._last.terminated | self._last.truncated
 
     def _signal(self, identifier: DataPackIdentifier, worlds: int) -> np.ndarray:
+        return np.broadcast_to(self._extra(identifier), (worlds,)).copy()
+
+    def _extra(self, identifier: DataPackIdentifier) -> np.ndarray:
         datapack = self.simulation.loop.store.latest(identifier)
         if datapack is None or datapack.data is None:
             if identifier.name not in self.simulation.loop.requested.get(
@@ -230,7 +248,7 @@ class Gatherer:
                 f"a datapack {identifier} with the training signal, one value per world",
                 "nothing",
             )
-        return np.broadcast_to(np.asarray(value), (worlds,)).copy()
+        return np.asarray(value)
 
 
 def _stack(steps: Sequence[_Step]) -> Rollout:
