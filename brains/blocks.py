@@ -19,6 +19,12 @@ from typing import Any, Literal, TypeAlias
 
 import keras
 
+from neuroloop.brain.activations import (
+    ActivationSpec,
+    activation_layer,
+    activation_name,
+    is_keras_activation,
+)
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.distributions import Distribution
 from neuroloop.brain.layers import RunningNormalization
@@ -77,6 +83,22 @@ def check_units_tuple(option: str, value: Any) -> tuple[int, ...]:
                 f"`{option}` must be a sequence of positive ints. Received: {option}={value!r}"
             )
     return sizes
+
+
+def dense(features: KerasTensor, units: int, activation: ActivationSpec, name: str) -> KerasTensor:
+    """A ``Dense`` layer named ``name``, then ``activation``.
+
+    A Keras activation name is applied by the ``Dense`` itself (so brains keep the graph
+    they were trained with); ``lif``/``soft_lif`` is its own ``LIFRate`` layer named
+    ``{name}_{activation}``.
+
+    Raises:
+        ValueError: If ``activation`` names no activation.
+    """
+    if is_keras_activation(activation):
+        return keras.layers.Dense(units, activation=activation, name=name)(features)
+    layer = activation_layer(activation, name=f"{name}_{activation_name(activation)}")
+    return layer(keras.layers.Dense(units, name=name)(features))
 
 
 def modality_inputs(input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, KerasTensor]:
