@@ -439,6 +439,9 @@ class MujocoEngine(Engine):
         self._renderer: mujoco.Renderer | None = None
         self._camera: mujoco.MjvCamera | str = mujoco.MjvCamera()
         self._camera_frame: np.ndarray | None = None
+        self._render_thread: ThreadPoolExecutor | None = None
+        """The one thread that creates, uses and closes the renderer: an EGL context is
+        current in one thread, and gRPC calls arrive on any of the server's threads."""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -576,9 +579,12 @@ class MujocoEngine(Engine):
 
     def shutdown(self) -> None:
         """Close the renderer and the stepping threads."""
-        if self._renderer is not None:
-            self._renderer.close()
+        if self._renderer is not None and self._render_thread is not None:
+            self._render_thread.submit(self._renderer.close).result()
             self._renderer = None
+        if self._render_thread is not None:
+            self._render_thread.shutdown()
+            self._render_thread = None
         if self._pool is not None:
             self._pool.shutdown()
             self._pool = None
@@ -840,8 +846,11 @@ class MujocoEngine(Engine):
             self._camera = name
         model.vis.global_.offwidth = max(model.vis.global_.offwidth, width)
         model.vis.global_.offheight = max(model.vis.global_.offheight, height)
+        self._render_thread = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-render")
         try:
-            self._renderer = mujoco.Renderer(model, height=height, width=width)
+            self._renderer = self._render_thread.submit(
+                mujoco.Renderer, model, height=height, width=width
+            ).result()
         except GL_ERRORS as error:
             raise EngineError(
                 f"{context}: Camera needs an OpenGL backend for offscreen rendering; set "
@@ -852,20 +861,25 @@ class MujocoEngine(Engine):
             ) from None
 
     def _render(self) -> np.ndarray:
-        if self._renderer is None:
+        renderer, thread = self._renderer, self._render_thread
+        if renderer is None or thread is None:
             raise ValueError(f"[{self.name}] get camera: expected a configured Camera")
         if self._camera_frame is None:
-            model = self._require_model("get camera")
-            frames = []
-            for world, data in enumerate(self._datas):
-                if self._holds:
-                    self._hold(world)
-                    mujoco.mj_kinematics(model, data)
-                    mujoco.mj_camlight(model, data)
-                self._renderer.update_scene(data, camera=self._camera)
-                frames.append(self._renderer.render())
-            self._camera_frame = np.stack(frames)
+            self._camera_frame = thread.submit(self._render_worlds, renderer).result()
         return self._camera_frame.copy()
+
+    def _render_worlds(self, renderer: mujoco.Renderer) -> np.ndarray:
+        """A frame of every world ``[W, H, W, 3]``; runs on the render thread."""
+        model = self._require_model("get camera")
+        frames = []
+        for world, data in enumerate(self._datas):
+            if self._holds:
+                self._hold(world)
+                mujoco.mj_kinematics(model, data)
+                mujoco.mj_camlight(model, data)
+            renderer.update_scene(data, camera=self._camera)
+            frames.append(renderer.render())
+        return np.stack(frames)
 
     def _hold(self, world: int) -> None:
         """Put world ``world``'s held joints at their poses, at rest."""

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -52,3 +57,38 @@ def test_vision_datapacks_have_the_configured_shape_and_follow_each_worlds_state
     assert same_state[0] and not same_state[-1]
     assert all(frame for frame, state in zip(same_frame, same_state, strict=True) if state)
     assert not same_frame[-1]
+
+
+THREADS_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+    from neuroloop.plugins.engines.mujoco_engine import MujocoEngine
+
+    engine = MujocoEngine("physics")
+    engine.initialize({
+        "EngineTimestep": 0.02,
+        "EngineExtraConfigs": {"Model": "reach", "Worlds": 2, "Camera": {"Width": 16, "Height": 8}},
+    })
+    shapes = []
+    for step in range(3):  # gRPC calls arrive on any of the server's threads
+        engine.step(20_000_000)
+        with ThreadPoolExecutor(1) as thread:
+            shapes.append(list(thread.submit(engine.get_datapack, "camera").result().shape))
+    engine.shutdown()
+    print(json.dumps(shapes))
+    """
+)
+
+
+def test_the_camera_renders_when_each_call_comes_from_another_thread() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", THREADS_SCRIPT],
+        cwd=REPO,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[2, 8, 16, 3]] * 3
