@@ -259,3 +259,16 @@ def test_the_cortical_brain_trains_two_cycles_under_two_mpi_processes(tmp_path: 
     shapes = {tuple(array.shape) for array in state.weights}
     # The premotor LSTM (8 units, input from its 8-unit Dense): kernel [8, 32].
     assert (8, 32) in shapes, shapes
+
+
+def test_an_lif_cortical_brain_round_trips_through_a_saved_model(tmp_path: Path) -> None:
+    brain = cortical(activation={"name": "lif", "v_th": 0.5})
+    inputs = _inputs(brain, seed=3)
+    path = tmp_path / "cortical.keras"
+    brain.joint.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded.get_layer("parietal_lif"), LIFRate)
+    assert loaded.get_layer("parietal_lif").v_th == 0.5
+    before, after = brain.joint(inputs), loaded(inputs)
+    for key in before:
+        np.testing.assert_allclose(after[key], before[key], atol=1e-5)
