@@ -50,7 +50,7 @@ from neuroloop.plugins.brains.blocks import (
     recurrent_core,
     wrap_models,
 )
-from neuroloop.sensation import POLICY_MODALITIES
+from neuroloop.sensation import MODALITIES, POLICY_MODALITIES
 
 NAME = "cortical"
 PIXEL_SCALE = 1.0 / 255.0
@@ -59,6 +59,8 @@ ACTIVATION = "tanh"
 MODULE_KEYS: tuple[str, ...] = ("inputs", "units", "recurrent", "activation", "frozen")
 """What a module's entry in ``modules`` may set."""
 VALUE_KEYS: tuple[str, ...] = ("units", "recurrent", "activation")
+RESERVED_PREFIXES: tuple[str, ...] = (POLICY, VALUE)
+"""Layer names of the policy head and of the value tower start so."""
 
 DEFAULT_MODULES: dict[str, dict[str, Any]] = {
     "visual": {"inputs": ["vision"], "units": 64, "recurrent": None},
@@ -123,11 +125,16 @@ def _declared_modules(
         entries[name] = {**entries.get(name, NEW_MODULE), **override}
     modules = {}
     for name, entry in entries.items():
+        if name in MODALITIES or name.startswith(RESERVED_PREFIXES) or not name.isidentifier():
+            raise ValueError(
+                f"`modules` names must be identifiers, not modalities {list(MODALITIES)}, not "
+                f"starting with {list(RESERVED_PREFIXES)}. Received: {name!r}"
+            )
         if "inputs" not in entry:
             raise ValueError(f"`modules.{name}` needs `inputs`. Received: {entry!r}")
         check_units(f"modules.{name}.units", entry["units"])
         inputs = entry["inputs"]
-        if isinstance(inputs, str) or not all(isinstance(source, str) for source in inputs):
+        if not isinstance(inputs, list | tuple) or not all(isinstance(x, str) for x in inputs):
             raise ValueError(
                 f"`modules.{name}.inputs` must be a list of modality or module names. "
                 f"Received: {inputs!r}"

@@ -131,6 +131,9 @@ def test_sizes_recurrence_connections_and_activations_are_options() -> None:
         ({"modules": {"extra": {"units": 3}}}, "`modules.extra` needs `inputs`"),
         ({"output": "cerebellum"}, "`output` must be a module that receives input"),
         ({"value": {"units": 0}}, "value.units"),
+        ({"modules": {"goal": {"inputs": ["touch"]}}}, "not modalities"),
+        ({"modules": {"value_x": {"inputs": ["touch"]}}}, "Received: 'value_x'"),
+        ({"modules": {"motor": {"inputs": "premotor"}}}, "must be a list of modality"),
     ],
 )
 def test_bad_graphs_name_the_option(options: dict[str, Any], message: str) -> None:
