@@ -19,6 +19,12 @@ from typing import Any, Literal, TypeAlias
 
 import keras
 
+from neuroloop.brain.activations import (
+    ActivationSpec,
+    activation_layer,
+    activation_name,
+    is_keras_activation,
+)
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.distributions import Distribution
 from neuroloop.brain.layers import RunningNormalization
@@ -79,6 +85,22 @@ def check_units_tuple(option: str, value: Any) -> tuple[int, ...]:
     return sizes
 
 
+def dense(features: KerasTensor, units: int, activation: ActivationSpec, name: str) -> KerasTensor:
+    """A ``Dense`` layer named ``name``, then ``activation``.
+
+    A Keras activation name is applied by the ``Dense`` itself (so brains keep the graph
+    they were trained with); ``lif``/``soft_lif`` is its own ``LIFRate`` layer named
+    ``{name}_{activation}``.
+
+    Raises:
+        ValueError: If ``activation`` names no activation.
+    """
+    if is_keras_activation(activation):
+        return keras.layers.Dense(units, activation=activation, name=name)(features)
+    layer = activation_layer(activation, name=f"{name}_{activation_name(activation)}")
+    return layer(keras.layers.Dense(units, name=name)(features))
+
+
 def modality_inputs(input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, KerasTensor]:
     """One ``keras.Input`` ``[B, T, *shape]`` per modality, named after it."""
     return {
@@ -109,6 +131,26 @@ def normalize_modalities(
     return normalized, layers
 
 
+def convolve_frames(frames: KerasTensor, filters: tuple[int, ...], prefix: str) -> KerasTensor:
+    """Stride-2 ReLU convolutions of every step's frame, flattened: ``[B, T, F]``.
+
+    Layers are named ``{prefix}_step_conv{i}`` (wrapping ``{prefix}_conv{i}``) and
+    ``{prefix}_flatten``.
+    """
+    x = frames
+    for index, count in enumerate(filters):
+        conv = keras.layers.Conv2D(
+            count,
+            VISION_KERNEL_SIZE,
+            strides=VISION_STRIDE,
+            padding="same",
+            activation="relu",
+            name=f"{prefix}_conv{index}",
+        )
+        x = keras.layers.TimeDistributed(conv, name=f"{prefix}_step_conv{index}")(x)
+    return keras.layers.TimeDistributed(keras.layers.Flatten(), name=f"{prefix}_flatten")(x)
+
+
 def encode(
     tower: str, inputs: Mapping[str, KerasTensor], vision_filters: tuple[int, ...]
 ) -> KerasTensor:
@@ -128,19 +170,7 @@ def encode(
             continue
         x = inputs[name]
         if name == "vision":
-            for index, filters in enumerate(vision_filters):
-                conv = keras.layers.Conv2D(
-                    filters,
-                    VISION_KERNEL_SIZE,
-                    strides=VISION_STRIDE,
-                    padding="same",
-                    activation="relu",
-                    name=f"{tower}_vision_conv{index}",
-                )
-                x = keras.layers.TimeDistributed(conv, name=f"{tower}_vision_step_conv{index}")(x)
-            x = keras.layers.TimeDistributed(
-                keras.layers.Flatten(), name=f"{tower}_vision_flatten"
-            )(x)
+            x = convolve_frames(x, vision_filters, f"{tower}_vision")
         parts.append(x)
     if len(parts) == 1:
         return parts[0]
@@ -148,7 +178,11 @@ def encode(
 
 
 def recurrent_core(
-    tower: str, kind: RecurrentKind, units: int, features: KerasTensor
+    tower: str,
+    kind: RecurrentKind,
+    units: int,
+    features: KerasTensor,
+    module: str | None = None,
 ) -> tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]:
     """An LSTM or GRU over time with explicit state inputs and outputs.
 
@@ -157,15 +191,19 @@ def recurrent_core(
         kind: ``"lstm"`` or ``"gru"``.
         units: Recurrent units.
         features: ``[B, T, F]``.
+        module: For a brain with several recurrent modules: the layer is named
+            ``{module}_{kind}`` and the states ``{tower}_state_{module}_h`` (``_c``).
 
     Returns:
         Sequence ``[B, T, units]``, state inputs and final states ``[B, units]``, both keyed
         ``{tower}_state_h`` (and ``{tower}_state_c`` for an LSTM).
     """
-    names = [f"{tower}_state_{suffix}" for suffix in STATE_SUFFIXES[kind]]
+    prefix = f"{tower}_state" if module is None else f"{tower}_state_{module}"
+    names = [f"{prefix}_{suffix}" for suffix in STATE_SUFFIXES[kind]]
     state_inputs = {name: keras.Input(shape=(units,), name=name) for name in names}
     layer_class = keras.layers.LSTM if kind == "lstm" else keras.layers.GRU
-    layer = layer_class(units, return_sequences=True, return_state=True, name=f"{tower}_{kind}")
+    layer_name = f"{tower}_{kind}" if module is None else f"{module}_{kind}"
+    layer = layer_class(units, return_sequences=True, return_state=True, name=layer_name)
     sequence, *final_states = layer(features, initial_state=list(state_inputs.values()))
     return sequence, state_inputs, dict(zip(names, final_states, strict=True))
 
@@ -190,7 +228,6 @@ def assemble_two_towers(
             modality input (shared by both towers).
     """
     inputs = modality_inputs(input_shapes)
-    policy_inputs = {key: x for key, x in inputs.items() if key in POLICY_MODALITIES}
     normalizers: dict[str, tuple[str, ...]] = {}
     features_in = inputs
     if normalize_inputs:
@@ -206,7 +243,42 @@ def assemble_two_towers(
         VALUE, encode(VALUE, features_in, vision_filters)
     )
     value = keras.layers.Dense(1, name=VALUE)(features)
+    return wrap_models(
+        name,
+        inputs,
+        distribution,
+        (params, policy_state_in, policy_state_out),
+        (value, value_state_in, value_state_out),
+        normalizers,
+    )
 
+
+Head: TypeAlias = tuple[Any, dict[str, KerasTensor], dict[str, KerasTensor]]
+"""A tower's outputs (distribution parameters by name, or the value tensor), its state
+inputs and its final states."""
+
+
+def wrap_models(
+    name: str,
+    inputs: Mapping[str, KerasTensor],
+    distribution: Distribution,
+    policy_head: Head,
+    value_head: Head,
+    normalizers: Mapping[str, tuple[str, ...]],
+) -> Brain:
+    """The policy, value and joint models over built towers, as a ``Brain``.
+
+    Args:
+        name: The brain's registry name.
+        inputs: Every modality input by name (the policy takes the policy modalities).
+        distribution: The policy's action distribution.
+        policy_head: Distribution parameters by name, policy state inputs and outputs.
+        value_head: The value tensor ``[B, T, 1]``, value state inputs and outputs.
+        normalizers: ``Brain.input_normalizers``.
+    """
+    params, policy_state_in, policy_state_out = policy_head
+    value, value_state_in, value_state_out = value_head
+    policy_inputs = {key: x for key, x in inputs.items() if key in POLICY_MODALITIES}
     policy_outputs = {**params, **policy_state_out}
     value_outputs = {VALUE: value, **value_state_out}
     policy = keras.Model(
@@ -226,5 +298,5 @@ def assemble_two_towers(
         distribution=distribution,
         policy_state_sizes={key: int(x.shape[-1]) for key, x in policy_state_in.items()},
         value_state_sizes={key: int(x.shape[-1]) for key, x in value_state_in.items()},
-        input_normalizers=normalizers,
+        input_normalizers=dict(normalizers),
     )

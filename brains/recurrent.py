@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-import keras
-
+from neuroloop.brain.activations import ActivationSpec
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.distributions import Distribution
 from neuroloop.plugins.brains.blocks import (
@@ -20,6 +19,7 @@ from neuroloop.plugins.brains.blocks import (
     assemble_two_towers,
     check_units,
     check_units_tuple,
+    dense,
     recurrent_core,
 )
 
@@ -38,6 +38,7 @@ def _build_recurrent(
     recurrent_units: int,
     vision_filters: Sequence[int],
     normalize_inputs: bool,
+    activation: ActivationSpec,
 ) -> Brain:
     """Build the ``lstm`` or ``gru`` brain (arguments as in ``build_lstm``)."""
     check_units("embedding_units", embedding_units)
@@ -47,10 +48,8 @@ def _build_recurrent(
     def body(
         tower: str, features: KerasTensor
     ) -> tuple[KerasTensor, dict[str, KerasTensor], dict[str, KerasTensor]]:
-        embedding = keras.layers.Dense(
-            embedding_units, activation=EMBEDDING_ACTIVATION, name=f"{tower}_embedding"
-        )
-        return recurrent_core(tower, kind, recurrent_units, embedding(features))
+        embedding = dense(features, embedding_units, activation, f"{tower}_embedding")
+        return recurrent_core(tower, kind, recurrent_units, embedding)
 
     return assemble_two_towers(kind, input_shapes, distribution, body, filters, normalize_inputs)
 
@@ -63,6 +62,7 @@ def build_lstm(
     recurrent_units: int = RECURRENT_UNITS,
     vision_filters: Sequence[int] = VISION_FILTERS,
     normalize_inputs: bool = True,
+    activation: ActivationSpec = EMBEDDING_ACTIVATION,
 ) -> Brain:
     """A small LSTM brain with separate policy and value towers.
 
@@ -73,9 +73,11 @@ def build_lstm(
         recurrent_units: Units of the LSTM (and of each state tensor).
         vision_filters: Filters of the vision convolutions (used only with vision).
         normalize_inputs: Normalize non-vision inputs with running statistics.
+        activation: Of the embedding: a Keras activation name, ``"lif"``, ``"soft_lif"`` or
+            ``{"name": "lif", **LIF parameters}`` (``neuroloop.brain.activations``).
 
     Raises:
-        ValueError: If a size is not a positive int.
+        ValueError: If a size is not a positive int or the activation is unknown.
     """
     return _build_recurrent(
         "lstm",
@@ -85,6 +87,7 @@ def build_lstm(
         recurrent_units,
         vision_filters,
         normalize_inputs,
+        activation,
     )
 
 
@@ -96,6 +99,7 @@ def build_gru(
     recurrent_units: int = RECURRENT_UNITS,
     vision_filters: Sequence[int] = VISION_FILTERS,
     normalize_inputs: bool = True,
+    activation: ActivationSpec = EMBEDDING_ACTIVATION,
 ) -> Brain:
     """A small GRU brain with separate policy and value towers.
 
@@ -106,9 +110,11 @@ def build_gru(
         recurrent_units: Units of the GRU (and of its state tensor).
         vision_filters: Filters of the vision convolutions (used only with vision).
         normalize_inputs: Normalize non-vision inputs with running statistics.
+        activation: Of the embedding: a Keras activation name, ``"lif"``, ``"soft_lif"`` or
+            ``{"name": "lif", **LIF parameters}`` (``neuroloop.brain.activations``).
 
     Raises:
-        ValueError: If a size is not a positive int.
+        ValueError: If a size is not a positive int or the activation is unknown.
     """
     return _build_recurrent(
         "gru",
@@ -118,4 +124,5 @@ def build_gru(
         recurrent_units,
         vision_filters,
         normalize_inputs,
+        activation,
     )

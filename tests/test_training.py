@@ -156,7 +156,9 @@ def test_a_brain_without_input_normalization_trains(tmp_path: Path) -> None:
     assert set(statistics) == {"returns"}  # no observation statistics without the layers
 
 
-@pytest.mark.parametrize("name", ["pendulum", "reach", "freereach", "manipulate_block"])
+@pytest.mark.parametrize(
+    "name", ["pendulum", "reach", "reach_cortical", "freereach", "manipulate_block"]
+)
 def test_shipped_recipes_load_and_wire_their_simulation(name: str) -> None:
     recipe = load_recipe(REPO / "experiments" / f"{name}.yaml")
     config = recipe.simulation_config(seed_offset=3)

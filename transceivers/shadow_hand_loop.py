@@ -68,7 +68,11 @@ GOAL_POSE = "target_pose"
 """The Shadow Hand body's held goal-marker object (manipulate models)."""
 
 SENT_MODALITIES = ("proprioception", "touch", "goal", "asymmetric")
-"""Sensation modalities the Shadow Hand loop produces (no vision)."""
+"""Sensation modalities the Shadow Hand loop produces; ``vision`` too when asked for."""
+CAMERA = "camera"
+"""The physics datapack of frames ``[W, H, W, 3]`` uint8 (the engine's ``Camera``), sent on
+to the brain as ``vision`` unchanged (the brain engine casts it to float)."""
+VISION = "vision"
 
 NS_PER_S = 1e9
 
@@ -91,6 +95,8 @@ class HandTaskLoop:
         seed: Seed of the goal sampler at every (re)start of the simulation; by default the
             seed is taken from the initial physics state, so a seeded reset of the engines
             also repeats the goals.
+        vision: Send the physics engine's ``camera`` frames to the brain as ``vision``
+            (the physics engine needs a ``Camera``).
     """
 
     def __init__(
@@ -101,8 +107,10 @@ class HandTaskLoop:
         distribution: str = "beta",
         n_bins: int | None = None,
         seed: int | None = None,
+        vision: bool = False,
     ) -> None:
         self.physics = physics
+        self.vision = vision
         self.brain = brain
         self.actions = get_actions(distribution, None if n_bins is None else {"n_bins": n_bins})
         self.seed = seed
@@ -137,6 +145,8 @@ class HandTaskLoop:
         sensation = sensation_from_physics(values, outcome.goal, orientation)
         physics = self.physics
         datapacks = [DataPack(m, physics, sensation[m].astype(np.float32)) for m in sensation]
+        if self.vision:
+            datapacks.append(DataPack(VISION, physics, values[CAMERA]))
         datapacks.append(DataPack("episode_start", physics, outcome.episode_start))
         datapacks.append(DataPack("reset_worlds", physics, outcome.done))
         datapacks.append(DataPack("reward", physics, outcome.reward))
@@ -206,11 +216,13 @@ class HandTaskLoop:
         def preprocessed(name: str) -> PreprocessedDataPack:
             return PreprocessedDataPack(name, DataPackIdentifier(name, physics))
 
+        read = (*PHYSICS_STATE, CAMERA) if self.vision else PHYSICS_STATE
+        sent = (*SENT_MODALITIES, VISION) if self.vision else SENT_MODALITIES
         observe = SimulationTask("task")(SimulationTime("now")(self.observe))
-        for name in PHYSICS_STATE:
+        for name in read:
             observe = from_physics(name)(observe)
         to_brain = DataPackFunction(self.to_brain)
-        for name in (*SENT_MODALITIES, "episode_start"):
+        for name in (*sent, "episode_start"):
             to_brain = preprocessed(name)(to_brain)
         to_body = EngineDataPack("action", DataPackIdentifier("action", brain))(
             EngineConstant("ctrlrange", DataPackIdentifier("actuator_ctrlrange", physics))(

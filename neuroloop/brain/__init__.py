@@ -4,6 +4,7 @@
 - ``loading``: ``build_brain`` from a name, ``file.py:builder`` or ``module:builder``.
 - ``distributions``: the policy's action distributions (Beta, Gaussian, multicategorical).
 - ``layers``: ``RunningNormalization``, observation statistics inside the brain.
+- ``activations``: ``LIFRate``, LIF-derived activations (``"lif"``, ``"soft_lif"``).
 - ``normalization``: ``RunningMeanStd``, exact running statistics that merge across ranks.
 - ``weights``: the flat weight layout that travels between processes.
 
