@@ -398,9 +398,13 @@ class Simulation:
             "--fallback-port",
             "--parent-pid",
             str(os.getpid()),
-            # Health turns NOT_SERVING once a call takes longer than we would wait for it.
-            "--stuck-after",
-            f"{engine.command_timeout_s:g}",
+            # Health turns NOT_SERVING once a call takes longer than we would wait for it
+            # (no command timeout: the engine's own default).
+            *(
+                ()
+                if engine.command_timeout_s is None
+                else ("--stuck-after", f"{engine.command_timeout_s:g}")
+            ),
             *engine.proc_start_params,
         ]
 

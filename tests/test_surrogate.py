@@ -148,6 +148,8 @@ def test_the_learned_body_engine_agrees_with_the_physics_on_a_held_out_sequence(
     for key in ("Model", "Body"):
         extra[key] = str((ARM.parent / extra[key]).resolve())
     extra["Worlds"] = 4
+    status = physics["StatusFunction"]
+    status["FileName"] = str((ARM.parent / status["FileName"]).resolve())
     learned = json.loads(json.dumps(physics))
     learned["EngineConfigs"][0] = {
         "EngineName": "physics",
