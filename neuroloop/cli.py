@@ -403,9 +403,7 @@ def _summary(
     )
     ended = "status function" if sim.loop.done else "SimulationTimeout" if sim.done else "--steps"
     print(f"ended by     {ended}")
-    lines = status_lines(sim.loop.functions.last_status)
-    width = max([12, *(len(label) for label, _ in lines)])
-    for label, value in lines:
-        print(f"{label:<{width}} {value}")
+    for label, value in status_lines(sim.loop.functions.last_status):
+        print(f"{label:<12} {value}" if len(label) < 12 else f"{label} {value}")
     if recorder is not None:
         print(f"recorded     {recorder.count} datapacks to {recorder.path}")
