@@ -180,6 +180,27 @@ def test_mass_changes_only_masses_inertias_and_what_mujoco_derives_from_them() -
     np.testing.assert_allclose(model.body_inertia[obj], base.body_inertia[obj] * factor)
 
 
+def test_threads_step_randomised_worlds_exactly_like_one_thread() -> None:
+    randomized = {**DR, "Mass": [MASS], "ActionDelay": {"Range": [0, 2]}}
+    engines = [
+        start(config(worlds=4, Threads=threads, DomainRandomization=randomized))
+        for threads in (1, 2)
+    ]
+    ranges = engines[0].get_datapack("actuator_ctrlrange")
+    rng = np.random.default_rng(1)
+    for engine in engines:
+        engine.reset(4)
+    for _ in range(10):
+        ctrl = rng.uniform(ranges[:, 0], ranges[:, 1], (4, len(ranges)))
+        for engine in engines:
+            engine.set_datapack("ctrl", ctrl)
+            engine.step(CONTROL_DT_NS)
+    one, two = (engine.get_datapack("qpos") for engine in engines)
+    for engine in engines:
+        engine.shutdown()
+    np.testing.assert_array_equal(one, two)
+
+
 def test_draws_follow_the_declared_distributions_inside_their_ranges() -> None:
     model = mujoco.MjModel.from_xml_path(str(shipped_model_folder() / f"{BLOCK}.xml"))
     settings = {
