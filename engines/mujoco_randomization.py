@@ -129,8 +129,10 @@ class ScaleRule:
     """The property it scales."""
     names: tuple[str, ...]
     """The matched elements' names, in model order."""
-    rows: tuple[np.ndarray, ...]
-    """The rows each matched element owns in the property's fields."""
+    rows: np.ndarray
+    """The rows the matched elements own in the property's fields, element after element."""
+    owners: np.ndarray
+    """Which matched element owns each of ``rows``."""
     log: bool
     """Draw uniformly in log space (``loguniform``)."""
     low: float
@@ -151,11 +153,12 @@ class ScaleRule:
 
     def scale(self, model: mujoco.MjModel, factors: np.ndarray) -> None:
         """Multiply the matched elements' values in ``model`` by their factors."""
-        for rows, factor in zip(self.rows, factors, strict=True):
-            for name, columns in self.prop.fields:
-                values = getattr(model, name)
-                index = (rows, columns) if columns != () else rows
-                values[index] *= factor
+        per_row = factors[self.owners]
+        for name, columns in self.prop.fields:
+            values = getattr(model, name)
+            index = (self.rows,) if columns == () else (self.rows, columns)
+            scaled = values[index]
+            values[index] = scaled * per_row.reshape(-1, *[1] * (scaled.ndim - 1))
 
 
 @dataclass(frozen=True)
@@ -224,10 +227,12 @@ def _scale_rule(
         names = [mujoco.mj_id2name(model, prop.obj, i) for i in unfit]
         raise ValueError(f"{where}.Names: expected {prop.expected}. Received: {names}")
     low, high = _range(spec, where, positive=True)
+    rows = prop.rows(model, ids)
     return ScaleRule(
         prop=prop,
         names=tuple(mujoco.mj_id2name(model, prop.obj, i) for i in ids),
-        rows=tuple(prop.rows(model, ids)),
+        rows=np.concatenate([*rows, np.zeros(0, dtype=np.int64)]).astype(np.int64),
+        owners=np.repeat(np.arange(len(rows)), [len(r) for r in rows]).astype(np.int64),
         log=spec["Distribution"] == "loguniform",
         low=low,
         high=high,
@@ -263,13 +268,11 @@ class DomainRandomizer:
             for key in MODEL_PROPERTIES
             for index, spec in enumerate(settings[key])
         )
-        self._fields = sorted({name for rule in self.rules for name, _ in rule.prop.fields})
         self._set_const = any(rule.prop.set_const for rule in self.rules)
         self._sizes = [
             i for i, rule in enumerate(self.rules) if rule.prop is MODEL_PROPERTIES["Size"]
         ]
-        if self._sizes:
-            self._fields.append("bvh_aabb")
+        self._touched = self._touched_rows(base)
         where = f"{context}: EngineExtraConfigs.DomainRandomization"
         unknown = sorted(set(settings["ObservationNoise"]) - set(shapes))
         if unknown:
@@ -319,8 +322,8 @@ class DomainRandomizer:
         ``data`` is scratch for ``mj_setConst`` when masses change (reset it afterwards)."""
         if not self.rules:
             return
-        for name in self._fields:
-            getattr(model, name)[...] = getattr(self._base, name)
+        for name, rows in self._touched.items():
+            getattr(model, name)[rows] = getattr(self._base, name)[rows]
         for rule, factors in zip(self.rules, draw.factors, strict=True):
             rule.scale(model, factors)
         if self._sizes:
@@ -328,20 +331,37 @@ class DomainRandomizer:
         if self._set_const:
             mujoco.mj_setConst(model, data)
 
+    def _touched_rows(self, base: mujoco.MjModel) -> dict[str, np.ndarray]:
+        """The rows of each field the rules scale, restored from ``base`` before each draw
+        (``bvh_aabb``: the bounding-box nodes of bodies with sized geoms)."""
+        touched: dict[str, set[int]] = {}
+        for rule in self.rules:
+            for name, _ in rule.prop.fields:
+                touched.setdefault(name, set()).update(rule.rows.tolist())
+        if self._sizes:
+            sized = np.concatenate([self.rules[index].rows for index in self._sizes])
+            touched["bvh_aabb"] = {
+                int(node)
+                for body in set(base.geom_bodyid[sized].tolist())
+                for node in range(
+                    base.body_bvhadr[body], base.body_bvhadr[body] + base.body_bvhnum[body]
+                )
+            }
+        return {name: np.array(sorted(rows), dtype=np.int64) for name, rows in touched.items()}
+
     def _grow_body_bounds(self, model: mujoco.MjModel, draw: Draw) -> None:
         """Grow the bounding boxes of bodies whose geoms grew (MuJoCo's midphase culls with
         them): each box's half-sizes times the largest growth of the body's geoms, which
         contains the grown geoms; shrunk geoms keep the loaded boxes."""
         growth = np.ones(model.ngeom)
         for index in self._sizes:
-            for rows, factor in zip(self.rules[index].rows, draw.factors[index], strict=True):
-                growth[rows] *= factor
+            rule = self.rules[index]
+            np.multiply.at(growth, rule.rows, draw.factors[index][rule.owners])
         body_growth = np.ones(model.nbody)
         np.maximum.at(body_growth, model.geom_bodyid, growth)
         for body in np.flatnonzero((body_growth > 1.0) & (model.body_bvhnum > 0)):
-            nodes = slice(
-                model.body_bvhadr[body], model.body_bvhadr[body] + model.body_bvhnum[body]
-            )
+            start = model.body_bvhadr[body]
+            nodes = slice(start, start + model.body_bvhnum[body])
             model.bvh_aabb[nodes, HALF_SIZES] = (
                 self._base.bvh_aabb[nodes, HALF_SIZES] * body_growth[body]
             )
