@@ -201,6 +201,63 @@ def test_threads_step_randomised_worlds_exactly_like_one_thread() -> None:
     np.testing.assert_array_equal(one, two)
 
 
+SLOPE_TAN = 0.5
+"""Gravity tilted so that a box on the floor sits on an incline of slope 0.5: it slides
+exactly when its friction coefficient is below 0.5."""
+
+GRAVITY = 9.81
+
+SLOPE_MJCF = f"""
+<mujoco>
+  <option timestep="0.002" gravity="{GRAVITY * SLOPE_TAN / np.hypot(1, SLOPE_TAN)} 0
+    {-GRAVITY / np.hypot(1, SLOPE_TAN)}" cone="elliptic"/>
+  <worldbody>
+    <geom name="floor" type="plane" size="2 2 0.1" friction="0.1 0.005 0.0001"/>
+    <body name="box" pos="0 0 0.02">
+      <freejoint name="box"/>
+      <geom name="box" type="box" size="0.02 0.02 0.02" mass="0.1" friction="0.5 0.005 0.0001"/>
+    </body>
+  </worldbody>
+</mujoco>
+"""
+"""A 4 cm box (friction 0.5, above the floor's 0.1: MuJoCo takes the larger) on an incline."""
+
+SLIDE_S = 1.0
+
+
+def test_randomised_friction_and_size_act_on_the_physics_as_drawn(tmp_path: Path) -> None:
+    (tmp_path / "slope.xml").write_text(SLOPE_MJCF)
+    randomized = {
+        "Size": [{"Names": ["box"], "Range": [0.8, 1.2]}],
+        "Friction": [{"Names": ["box"], "Range": [0.7, 1.3]}],
+    }
+    engine = MujocoEngine(NAME)
+    engine.initialize(
+        {
+            "EngineTimestep": CONTROL_DT_S,
+            "WorldFileName": str(tmp_path / "slope.xml"),
+            "EngineExtraConfigs": {"Worlds": 8, "DomainRandomization": randomized},
+        }
+    )
+    engine.reset(0)
+    for _ in range(round(SLIDE_S / CONTROL_DT_S)):
+        engine.step(CONTROL_DT_NS)
+    qpos = engine.get_datapack("qpos")
+    size, friction = engine.get_datapack("domain_randomization").T
+    mu = 0.5 * friction
+
+    # Coulomb: below the slope it slides x = g (sin - mu cos) t^2 / 2; above, it holds.
+    cos = 1.0 / np.hypot(1.0, SLOPE_TAN)
+    sliding, holding = mu < SLOPE_TAN - 0.03, mu > SLOPE_TAN + 0.03
+    assert sliding.sum() >= 2 and holding.sum() >= 2, mu
+    # Resting on a face, a holding box's centre is its drawn half-size above the floor (a
+    # sliding box tilts a little on MuJoCo's soft contacts).
+    np.testing.assert_allclose(qpos[holding, 2], 0.02 * size[holding], atol=2e-4)
+    expected = GRAVITY * cos * (SLOPE_TAN - mu[sliding]) * SLIDE_S**2 / 2
+    np.testing.assert_allclose(qpos[sliding, 0], expected, rtol=0.15)
+    assert np.all(np.abs(qpos[holding, 0]) < 0.01)
+
+
 def test_draws_follow_the_declared_distributions_inside_their_ranges() -> None:
     model = mujoco.MjModel.from_xml_path(str(shipped_model_folder() / f"{BLOCK}.xml"))
     settings = {
