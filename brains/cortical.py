@@ -34,6 +34,8 @@ from neuroloop.brain.activations import ActivationSpec
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.distributions import Distribution, get_distribution
 from neuroloop.brain.loading import build_brain
+from neuroloop.brain.trained import read_architecture
+from neuroloop.errors import UsageError
 from neuroloop.plugins.brains.blocks import (
     POLICY,
     STATE_SUFFIXES,
@@ -51,6 +53,7 @@ from neuroloop.plugins.brains.blocks import (
     wrap_models,
 )
 from neuroloop.sensation import MODALITIES, POLICY_MODALITIES
+from neuroloop.shipped import WEIGHTS, resolve
 
 NAME = "cortical"
 PIXEL_SCALE = 1.0 / 255.0
@@ -70,6 +73,8 @@ DEFAULT_MODULES: dict[str, dict[str, Any]] = {
     "motor": {"inputs": ["premotor", "somatosensory"], "units": 64, "recurrent": "lstm"},
 }
 """The declared graph: each module's inputs, size and recurrent cell (``None``: none)."""
+VISUAL = "visual"
+"""The module that reads vision, which ``visual_weights`` loads."""
 OUTPUT = "motor"
 """The module the policy head reads."""
 NEW_MODULE: dict[str, Any] = {"units": 64, "recurrent": None}
@@ -325,6 +330,38 @@ def _load_modules(
             target.set_weights(values)
 
 
+def _visual_component(path: str, layers: Mapping[str, list[str]]) -> dict[str, Any]:
+    """The ``load`` setting that takes the visual module from a pretrained component.
+
+    Raises:
+        ValueError: If this brain has no visual module or the file has no architecture.
+    """
+    if VISUAL not in layers:
+        raise ValueError(
+            f"`visual_weights` needs the module {VISUAL!r}, which reads vision. Received: "
+            f"modules {sorted(layers)}"
+        )
+    try:
+        weights = resolve(WEIGHTS, path)
+    except UsageError as error:
+        raise ValueError(f"`visual_weights`: {error}") from None
+    architecture = read_architecture(weights)
+    if architecture is None:
+        raise ValueError(
+            "`visual_weights` must be a .weights.h5 file with its .brain.json beside it (as "
+            f"`neuroloop pretrain vision` writes). Received: {path!r}"
+        )
+    settings = architecture.settings
+    return {
+        "weights": str(weights),
+        "modules": [VISUAL],
+        "brain": settings["Brain"],
+        "options": dict(settings.get("BrainOptions") or {}),
+        "input_shapes": {name: tuple(shape) for name, shape in settings["InputShapes"].items()},
+        "action_dim": int(settings["ActionDim"]),
+    }
+
+
 def build_cortical(
     input_shapes: Mapping[str, tuple[int, ...]],
     distribution: Distribution,
@@ -336,6 +373,7 @@ def build_cortical(
     vision_filters: Sequence[int] = VISION_FILTERS,
     normalize_inputs: bool = True,
     load: Mapping[str, Any] | None = None,
+    visual_weights: str | None = None,
 ) -> Brain:
     """The cortical brain: a policy graph of named modules and a separate value tower.
 
@@ -355,6 +393,10 @@ def build_cortical(
         load: Take modules' weights from another trained brain: ``weights`` (a
             ``.weights.h5`` path), ``modules`` (names), and optionally ``brain``,
             ``options``, ``input_shapes``, ``action_dim`` of the source brain.
+        visual_weights: A pretrained visual module: the ``.weights.h5`` file of
+            ``neuroloop pretrain vision`` (its ``.brain.json`` beside it), or the name of
+            shipped trained weights; freeze it with
+            ``modules: {visual: {frozen: true}}``.
 
     Raises:
         ValueError: If the graph or an option is invalid, or ``output`` receives no input.
@@ -383,6 +425,8 @@ def build_cortical(
         _value_tower(features_in, value or {}, activation, filters),
         normalizers,
     )
+    if visual_weights is not None:
+        _load_modules(brain, layers, _visual_component(visual_weights, layers), input_shapes, {})
     if load is not None:
         own = {
             "modules": modules,

@@ -199,6 +199,9 @@ def _parser() -> argparse.ArgumentParser:
     from neuroloop.analysis.command import add_command as add_analyze_command
 
     add_analyze_command(commands)
+    from neuroloop.pretrain.command import add_command as add_pretrain_command
+
+    add_pretrain_command(commands)
 
     for command in commands.choices.values():
         command.add_argument(
