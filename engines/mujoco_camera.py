@@ -4,11 +4,18 @@ A model camera, or a free camera that may follow a body, renders every world or 
 world; goal markers (positions the engine is sent as its ``markers`` datapack) are drawn as
 small spheres into the picture, never into the physics. The free camera's framing comes from
 the engine's ``Camera`` settings, falling back on the Body file's ``View``.
+
+With ``Fast`` (the vision configs) a picture costs what a brain's input needs: no
+multisampling, an offscreen buffer of the picture's size, no shadows, reflections, skybox, fog
+or haze, and no sites (sensor zones and markers of the model, not things an eye sees). On
+Mesa's software renderer (llvmpipe, no GPU) every triangle is shaded on the CPU whatever the
+picture's size, so what is drawn, and how many samples a pixel has, is what costs.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +47,25 @@ MARKER_COLOURS = (
 IDENTITY_FRAME = np.eye(3).reshape(-1)
 """Orientation of a marker sphere (any orientation draws the same sphere)."""
 
+FAST_OFF = (
+    mujoco.mjtRndFlag.mjRND_SHADOW,
+    mujoco.mjtRndFlag.mjRND_REFLECTION,
+    mujoco.mjtRndFlag.mjRND_SKYBOX,
+    mujoco.mjtRndFlag.mjRND_FOG,
+    mujoco.mjtRndFlag.mjRND_HAZE,
+)
+"""Scene effects a ``Fast`` camera turns off."""
+
+MAX_SCENE_GEOMS = 10_000
+"""Room in the scene for the model's geoms, sites, decorations and goal markers."""
+
+FONT_SCALE = mujoco.mjtFontScale.mjFONTSCALE_100
+"""The renderer's font (MuJoCo's smallest; no text is drawn into pictures)."""
+
+STAGES = ("scene", "draw", "read")
+"""Where a picture's time goes: ``mjv_updateScene`` (and markers), ``mjr_render`` (the GL
+calls; a software renderer rasterizes lazily, at the next read), ``mjr_readPixels``."""
+
 
 @dataclass(frozen=True)
 class CameraSettings:
@@ -61,6 +87,8 @@ class CameraSettings:
     """``MjvCamera`` attributes (distance, azimuth, elevation) to set."""
     marker_radius: float
     """Radius (m) of the goal-marker spheres."""
+    fast: bool = False
+    """No multisampling, a buffer of the picture's size, no effects, no sites."""
 
     @classmethod
     def merge(cls, camera: Mapping[str, Any], view: Mapping[str, Any]) -> CameraSettings:
@@ -86,6 +114,7 @@ class CameraSettings:
                 if pick(key) is not None
             },
             marker_radius=float(camera["MarkerRadius"]),
+            fast=bool(camera.get("Fast", False)),
         )
 
 
@@ -93,7 +122,7 @@ class WorldCamera:
     """Renders worlds of one model offscreen.
 
     Args:
-        model: The worlds' model (its offscreen buffer is enlarged to fit the picture).
+        model: The worlds' model (its offscreen buffer is set to fit the picture).
         settings: What to render and how.
         context: Prefix of error messages, e.g. ``"[physics] initialize"``.
 
@@ -104,11 +133,13 @@ class WorldCamera:
 
     def __init__(self, model: mujoco.MjModel, settings: CameraSettings, context: str) -> None:
         self.settings = settings
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        """Wall seconds spent so far in each of ``STAGES`` (for benchmarks)."""
         self._model = model
         self._track = -1
-        self._camera: mujoco.MjvCamera | str
+        self._camera = mujoco.MjvCamera()
         if settings.name is None:
-            free = mujoco.MjvCamera()
+            free = self._camera
             mujoco.mjv_defaultFreeCamera(model, free)
             for attribute, value in settings.free.items():
                 setattr(free, attribute, value)
@@ -121,19 +152,30 @@ class WorldCamera:
             if settings.look_at is not None:
                 free.lookat[:] = settings.look_at
             self._offset = np.array(free.lookat)
-            self._camera = free
         else:
-            _named(model, mujoco.mjtObj.mjOBJ_CAMERA, settings.name, "Name", context)
-            self._camera = settings.name
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.width)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, settings.height)
+            self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            self._camera.fixedcamid = _named(
+                model, mujoco.mjtObj.mjOBJ_CAMERA, settings.name, "Name", context
+            )
+        if settings.fast:
+            model.vis.quality.offsamples = 0
+            model.vis.global_.offwidth = settings.width
+            model.vis.global_.offheight = settings.height
+        else:
+            model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.width)
+            model.vis.global_.offheight = max(model.vis.global_.offheight, settings.height)
+        self._option = mujoco.MjvOption()
+        self._scene = mujoco.MjvScene(model, maxgeom=MAX_SCENE_GEOMS)
+        if settings.fast:
+            self._option.sitegroup[:] = 0
+            for flag in FAST_OFF:
+                self._scene.flags[flag] = 0
+        self._viewport = mujoco.MjrRect(0, 0, settings.width, settings.height)
         # An OpenGL context is current in one thread at a time, and the engine server answers
         # calls on any of its threads: every GL call goes through this one thread.
         self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camera-gl")
         try:
-            self._renderer = self._gl_thread.submit(
-                mujoco.Renderer, model, height=settings.height, width=settings.width
-            ).result()
+            self._gl, self._context = self._gl_thread.submit(self._open_gl).result()
         except GL_ERRORS as error:
             self._gl_thread.shutdown()
             raise EngineError(
@@ -143,6 +185,15 @@ class WorldCamera:
                 f"{os.environ.get('MUJOCO_GL', '')!r}, "
                 f"{type(error).__name__}: {error}"
             ) from None
+
+    def _open_gl(self) -> tuple[Any, mujoco.MjrContext]:
+        """An offscreen OpenGL context, current in the GL thread, and MuJoCo's on it."""
+        model = self._model
+        gl = mujoco.GLContext(model.vis.global_.offwidth, model.vis.global_.offheight)
+        gl.make_current()
+        context = mujoco.MjrContext(model, FONT_SCALE)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
+        return gl, context
 
     def worlds(self, n_worlds: int) -> list[int]:
         """The worlds each picture shows, in order."""
@@ -169,25 +220,48 @@ class WorldCamera:
         markers: np.ndarray | None,
         prepare: Callable[[int], None],
     ) -> np.ndarray:
-        frames = []
-        for world in self.worlds(len(datas)):
+        worlds = self.worlds(len(datas))
+        settings = self.settings
+        # OpenGL's rows run bottom to top: read into the batch, flip it once at the end.
+        frames = np.empty((len(worlds), settings.height, settings.width, 3), dtype=np.uint8)
+        seconds = self.seconds
+        for frame, world in zip(frames, worlds, strict=True):
+            started = time.perf_counter()
             prepare(world)
             data = datas[world]
-            if isinstance(self._camera, mujoco.MjvCamera) and self._track >= 0:
+            if self._track >= 0:
                 self._camera.lookat[:] = data.xpos[self._track] + self._offset
-            self._renderer.update_scene(data, camera=self._camera)
+            mujoco.mjv_updateScene(
+                self._model,
+                data,
+                self._option,
+                None,
+                self._camera,
+                mujoco.mjtCatBit.mjCAT_ALL,
+                self._scene,
+            )
             if markers is not None:
                 self._draw_markers(markers[world])
-            frames.append(self._renderer.render())
-        return np.stack(frames)
+            drawn = time.perf_counter()
+            mujoco.mjr_render(self._viewport, self._scene, self._context)
+            read = time.perf_counter()
+            mujoco.mjr_readPixels(frame, None, self._viewport, self._context)
+            seconds["scene"] += drawn - started
+            seconds["draw"] += read - drawn
+            seconds["read"] += time.perf_counter() - read
+        return np.ascontiguousarray(frames[:, ::-1])
 
     def close(self) -> None:
         """Free the OpenGL context and its thread."""
-        self._gl_thread.submit(self._renderer.close).result()
+        self._gl_thread.submit(self._close_gl).result()
         self._gl_thread.shutdown()
 
+    def _close_gl(self) -> None:
+        self._context.free()
+        self._gl.free()
+
     def _draw_markers(self, positions: np.ndarray) -> None:
-        scene = self._renderer.scene
+        scene = self._scene
         radius = self.settings.marker_radius
         for index, position in enumerate(positions):
             if scene.ngeom >= scene.maxgeom:
