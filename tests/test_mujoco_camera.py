@@ -6,13 +6,9 @@ rendering is first imported), on the reach model and the Shadow Hand body's view
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 
-from tests.processes import REPO
+from tests.processes import last_json_line_with_egl
 
 CAMERA_SCRIPT = textwrap.dedent(
     """
@@ -68,16 +64,7 @@ CAMERA_SCRIPT = textwrap.dedent(
 
 
 def test_fast_pictures_are_each_worlds_upright_and_draw_no_sites() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", CAMERA_SCRIPT],
-        cwd=REPO,
-        env={**os.environ, "MUJOCO_GL": "egl"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result = last_json_line_with_egl(CAMERA_SCRIPT)
     assert result["shape"] == [3, 30, 40, 3]
     assert result["std"] > 10  # a picture, not a blank frame
     assert result["alone_is_world_2"]  # the batch holds each world's own picture, in order
