@@ -8,8 +8,8 @@ Run from the repository root (EGL needed)::
 Two orchestrated simulations are up at once, each engine in its own process over gRPC:
 
 - vision: ``simulation_configs/shadow_hand_manipulate_block_vision.json`` (the physics
-  engine renders a 64x64 frame of every world each control step with its ``Fast`` camera,
-  the cortical brain reads it through its visual module);
+  engine renders a 64x64 frame of every world each control step with its ``Fast`` camera
+  and coarse meshes; the cortical brain reads it through its visual module);
 - without: the same config with no ``Camera``, the plain task functions and no ``vision``
   input (the same cortical brain without its visual module).
 
@@ -18,9 +18,10 @@ and medians are printed as world-steps/s with the ratio vision / without (the is
 is ``TARGET_RATIO``) and what vision adds to a world-step. Then, in this process, one world
 of the block model: the time of one control step of physics (``mj_step`` x substeps) beside
 the time of one 64x64 frame of the config's camera drawn by the engine's ``WorldCamera``,
-with MuJoCo's default scene and with ``Fast``: wall and CPU time per frame (CPU includes
-llvmpipe's rasterizer threads) and the wall time of each stage (scene update, GL draw calls,
-pixel read; llvmpipe rasterizes at the read). ``--lp-threads`` sets ``LP_NUM_THREADS`` (the
+with MuJoCo's default scene, with ``Fast``, and with ``Fast`` and the config's ``MeshCell``
+(as the engine draws it): wall and CPU time per frame (CPU includes llvmpipe's rasterizer
+threads) and the wall time of each stage (scene update, GL draw calls, pixel read; llvmpipe
+rasterizes at the read). ``--lp-threads`` sets ``LP_NUM_THREADS`` (the
 rasterizer threads of Mesa's llvmpipe; 0 draws in the calling thread) for both parts.
 """
 
@@ -37,6 +38,7 @@ import json
 import statistics
 import time
 from pathlib import Path
+from typing import Any
 
 import mujoco
 import yaml
@@ -56,6 +58,12 @@ WARMUP_STEPS = 5
 FRAMES = 50
 """Frames rendered per in-process timing."""
 MS_PER_S = 1000.0
+FRAME_CASES: dict[str, dict[str, Any]] = {
+    "default scene": {"Fast": False, "MeshCell": None},
+    "Fast": {"MeshCell": None},
+    "Fast, MeshCell": {},
+}
+"""In-process frame timings: changes to the config's ``Camera`` (which has both)."""
 
 
 def common(worlds: int) -> list[str]:
@@ -84,7 +92,7 @@ def timed(sim: Simulation, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def frame_costs(fast: bool) -> dict[str, float]:
+def frame_costs(changes: dict[str, Any]) -> dict[str, float]:
     """Milliseconds per frame of the config's camera on one world of the block model.
 
     The engine's own camera (``WorldCamera``) renders ``FRAMES`` frames; the result is its
@@ -98,7 +106,7 @@ def frame_costs(fast: bool) -> dict[str, float]:
     data = mujoco.MjData(model)
     mujoco.mj_forward(model, data)
     body = yaml.safe_load((CONFIG.parent / physics.extra["Body"]).read_text(encoding="utf-8"))
-    camera = {**physics.extra["Camera"], "Fast": fast}
+    camera = {**physics.extra["Camera"], **changes}
     worlds = WorldCamera(model, CameraSettings.merge(camera, body["View"]), "[bench]")
     try:
         worlds.render([data], None, lambda world: None)  # first frame: buffers, shaders
@@ -180,11 +188,11 @@ def main() -> None:
     substeps, physics = physics_cost()
     print(f"one world in this process, mean of {FRAMES}:")
     print(f"  physics control step ({substeps} mj_step)    {physics:7.2f} ms")
-    for label, fast in (("default scene", False), ("Fast", True)):
-        costs = frame_costs(fast)
+    for label, changes in FRAME_CASES.items():
+        costs = frame_costs(changes)
         stages = ", ".join(f"{stage} {costs[stage]:.2f}" for stage in STAGES)
         print(
-            f"  frame, {label:<14} wall {costs['wall']:6.2f} ms, CPU {costs['cpu']:6.2f} ms "
+            f"  frame, {label:<15} wall {costs['wall']:6.2f} ms, CPU {costs['cpu']:6.2f} ms "
             f"(wall by stage: {stages})"
         )
 

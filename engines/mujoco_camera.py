@@ -14,6 +14,7 @@ picture's size, so what is drawn, and how many samples a pixel has, is what cost
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -89,6 +90,8 @@ class CameraSettings:
     """Radius (m) of the goal-marker spheres."""
     fast: bool = False
     """No multisampling, a buffer of the picture's size, no effects, no sites."""
+    mesh_cell: float | None = None
+    """Grid cell (m) mesh vertices are snapped to for drawing, or None: meshes as loaded."""
 
     @classmethod
     def merge(cls, camera: Mapping[str, Any], view: Mapping[str, Any]) -> CameraSettings:
@@ -115,6 +118,7 @@ class CameraSettings:
             },
             marker_radius=float(camera["MarkerRadius"]),
             fast=bool(camera.get("Fast", False)),
+            mesh_cell=None if camera.get("MeshCell") is None else float(camera["MeshCell"]),
         )
 
 
@@ -189,6 +193,8 @@ class WorldCamera:
     def _open_gl(self) -> tuple[Any, mujoco.MjrContext]:
         """An offscreen OpenGL context, current in the GL thread, and MuJoCo's on it."""
         model = self._model
+        if self.settings.mesh_cell is not None:
+            model = coarse_meshes(model, self.settings.mesh_cell)
         gl = mujoco.GLContext(model.vis.global_.offwidth, model.vis.global_.offheight)
         gl.make_current()
         context = mujoco.MjrContext(model, FONT_SCALE)
@@ -275,6 +281,45 @@ class WorldCamera:
                 np.array(MARKER_COLOURS[index % len(MARKER_COLOURS)], dtype=np.float32),
             )
             scene.ngeom += 1
+
+
+def coarse_meshes(model: mujoco.MjModel, cell: float) -> mujoco.MjModel:
+    """A copy of ``model`` whose meshes have fewer triangles, for drawing only.
+
+    Vertex clustering: each mesh vertex is replaced by the first vertex of the mesh that
+    falls in the same cube of side ``cell`` (m, in the mesh's frame); triangles that collapse,
+    and repeats, are dropped. The kept triangles use the mesh's own vertices, normals and
+    texture coordinates, so the mesh keeps its frame and the copy needs no new arrays (the
+    compiled model's sizes are fixed; a simplifier that makes new vertices would need a
+    recompiled model, whose mesh frames could move). A cell about a pixel's footprint
+    leaves the picture nearly unchanged and cuts the triangles llvmpipe shades on the CPU.
+    """
+    coarse = copy.copy(model)
+    for mesh in range(model.nmesh):
+        start, count = model.mesh_faceadr[mesh], model.mesh_facenum[mesh]
+        first = model.mesh_vertadr[mesh]
+        vertices = model.mesh_vert[first : first + model.mesh_vertnum[mesh]]
+        _, firsts, cells = np.unique(
+            np.floor(vertices / cell).astype(np.int64),
+            axis=0,
+            return_index=True,
+            return_inverse=True,
+        )
+        faces = firsts[cells.reshape(-1)][model.mesh_face[start : start + count]]
+        whole = (
+            (faces[:, 0] != faces[:, 1])
+            & (faces[:, 1] != faces[:, 2])
+            & (faces[:, 0] != faces[:, 2])
+        )
+        _, distinct = np.unique(np.sort(faces[whole], axis=1), axis=0, return_index=True)
+        kept = np.flatnonzero(whole)[np.sort(distinct)]
+        end = start + len(kept)
+        coarse.mesh_face[start:end] = faces[kept]
+        coarse.mesh_facenormal[start:end] = model.mesh_facenormal[start + kept]
+        if model.mesh_texcoordadr[mesh] >= 0:
+            coarse.mesh_facetexcoord[start:end] = model.mesh_facetexcoord[start + kept]
+        coarse.mesh_facenum[mesh] = len(kept)
+    return coarse
 
 
 def _named(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str, key: str, context: str) -> int:

@@ -1,4 +1,5 @@
-"""The engine's camera with ``Fast`` settings: the same worlds, upright, without sites.
+"""The engine's camera with ``Fast`` settings: the same worlds, upright, without sites;
+``MeshCell``: nearly the same picture from fewer triangles.
 
 The camera runs in a child process with ``MUJOCO_GL=egl`` (the backend is chosen when MuJoCo's
 rendering is first imported), on the reach model and the Shadow Hand body's view.
@@ -7,6 +8,9 @@ rendering is first imported), on the reach model and the Shadow Hand body's view
 from __future__ import annotations
 
 import textwrap
+from typing import Any
+
+import pytest
 
 from tests.processes import last_json_line_with_egl
 
@@ -35,8 +39,12 @@ CAMERA_SCRIPT = textwrap.dedent(
         pass
 
     fast, one, full = camera(Fast=True), camera(Fast=True, World=2), camera()
+    coarse = camera(Fast=True, MeshCell=0.004)
     batch = fast.render(datas, None, keep)
     alone = one.render(datas, None, keep)
+    faces = model.mesh_facenum.copy()
+    error = np.abs(coarse.render(datas, None, keep).astype(int) - batch).max(axis=-1)
+    coarse.close()
     # A red sphere above the look-at point, then one below it, in every world.
     above = np.tile(palm + [0.0, 0.0, 0.08], (3, 1, 1))
     below = np.tile(palm - [0.0, 0.0, 0.08], (3, 1, 1))
@@ -58,13 +66,23 @@ CAMERA_SCRIPT = textwrap.dedent(
         "worlds_differ": [not np.array_equal(batch[0], batch[w]) for w in (1, 2)],
         "red_rows": rows,
         "sites_change": {k: not np.array_equal(before[k], after[k]) for k in before},
+        "coarse_mean_error": float(error.mean()),
+        "coarse_pixels_off": float((error > 32).mean()),
+        "physics_faces_kept": bool(np.array_equal(faces, model.mesh_facenum)),
     }))
     """
 )
 
 
-def test_fast_pictures_are_each_worlds_upright_and_draw_no_sites() -> None:
-    result = last_json_line_with_egl(CAMERA_SCRIPT)
+@pytest.fixture(scope="module")
+def pictures() -> dict[str, Any]:
+    """What ``CAMERA_SCRIPT`` found (one child process for the module's tests)."""
+    result: dict[str, Any] = last_json_line_with_egl(CAMERA_SCRIPT)
+    return result
+
+
+def test_fast_pictures_are_each_worlds_upright_and_draw_no_sites(pictures: dict[str, Any]) -> None:
+    result = pictures
     assert result["shape"] == [3, 30, 40, 3]
     assert result["std"] > 10  # a picture, not a blank frame
     assert result["alone_is_world_2"]  # the batch holds each world's own picture, in order
@@ -73,3 +91,12 @@ def test_fast_pictures_are_each_worlds_upright_and_draw_no_sites() -> None:
     assert above is not None and below is not None
     assert above < 15 < below  # row 0 is the top: a point above the hand is drawn high
     assert result["sites_change"] == {"fast": False, "full": True}
+
+
+def test_coarse_meshes_draw_nearly_the_same_picture_and_leave_the_model_alone(
+    pictures: dict[str, Any],
+) -> None:
+    result = pictures
+    assert 0 < result["coarse_mean_error"] < 4  # of 255: not the same triangles, same hand
+    assert result["coarse_pixels_off"] < 0.05
+    assert result["physics_faces_kept"]
