@@ -15,7 +15,11 @@ Two orchestrated simulations are up at once, each engine in its own process over
 
 Each is warmed up, then timed for ``--steps`` control steps; repeats alternate the order,
 and medians are printed as world-steps/s with the ratio vision / without (the issue's target
-is ``TARGET_RATIO``) and what vision adds to a world-step. Then, in this process, one world
+is ``TARGET_RATIO``) and what vision adds to a world-step. On a shared machine wall rates
+swing with other work, so the CPU time each loop used (this process and its engine
+processes, from ``/proc``) is printed too: the ratio of CPU work per world-step, which the
+rate ratio approaches when the loops are CPU-bound (the engines overlap on two cores, so it
+is not exact). Then, in this process, one world
 of the block model: the time of one control step of physics (``mj_step`` x substeps) beside
 the time of one 64x64 frame of the config's camera drawn by the engine's ``WorldCamera``,
 with MuJoCo's default scene, with ``Fast``, and with ``Fast`` and the config's ``MeshCell``
@@ -58,6 +62,9 @@ WARMUP_STEPS = 5
 FRAMES = 50
 """Frames rendered per in-process timing."""
 MS_PER_S = 1000.0
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+USER_TIME, SYSTEM_TIME = 11, 12
+"""Fields utime and stime of ``/proc/PID/stat``, counted after the command's ``)``."""
 FRAME_CASES: dict[str, dict[str, Any]] = {
     "default scene": {"Fast": False, "MeshCell": None},
     "Fast": {"MeshCell": None},
@@ -85,11 +92,21 @@ def without_vision(worlds: int) -> list[str]:
     ]
 
 
-def timed(sim: Simulation, steps: int) -> float:
-    """Control steps/s of ``steps`` loop iterations."""
-    started = time.perf_counter()
+def cpu_seconds(sim: Simulation) -> float:
+    """CPU seconds used so far by this process and by ``sim``'s engine processes (Linux)."""
+    total = time.process_time()
+    for process in sim.processes.values():
+        stat = Path(f"/proc/{process.pid}/stat").read_text(encoding="ascii")
+        fields = stat[stat.rindex(")") + 2 :].split()
+        total += (int(fields[USER_TIME]) + int(fields[SYSTEM_TIME])) / CLOCK_TICKS
+    return total
+
+
+def timed(sim: Simulation, steps: int) -> tuple[float, float]:
+    """Wall and CPU seconds (orchestrator and engines) of ``steps`` loop iterations."""
+    wall, cpu = time.perf_counter(), cpu_seconds(sim)
     sim.step(steps)
-    return steps / (time.perf_counter() - started)
+    return time.perf_counter() - wall, cpu_seconds(sim) - cpu
 
 
 def frame_costs(changes: dict[str, Any]) -> dict[str, float]:
@@ -161,7 +178,7 @@ def main() -> None:
             CONFIG, without_vision(args.worlds), echo_engine_output=False
         ),
     }
-    rates: dict[str, list[float]] = {label: [] for label in cases}
+    seconds: dict[str, list[tuple[float, float]]] = {label: [] for label in cases}
     try:
         for sim in cases.values():
             sim.start()
@@ -169,22 +186,37 @@ def main() -> None:
         for repeat in range(args.repeats):
             order = list(cases) if repeat % 2 == 0 else list(reversed(cases))
             for label in order:
-                rates[label].append(timed(cases[label], args.steps) * args.worlds)
+                seconds[label].append(timed(cases[label], args.steps))
     finally:
         for sim in cases.values():
             sim.close()
-    medians = {label: statistics.median(values) for label, values in rates.items()}
+    world_steps = args.steps * args.worlds
+    rates = {
+        label: statistics.median(world_steps / wall for wall, _ in values)
+        for label, values in seconds.items()
+    }
+    cpu = {
+        label: sum(used for _, used in values) / (world_steps * args.repeats) * MS_PER_S
+        for label, values in seconds.items()
+    }
     threads = os.environ.get("LP_NUM_THREADS", "unset (llvmpipe: one per core)")
     print(
         f"block loop, {args.worlds} worlds, {args.steps} control steps x {args.repeats}, "
         f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}, LP_NUM_THREADS {threads}"
     )
-    for label, rate in medians.items():
-        print(f"  {label:<8} {rate:8.1f} world-steps/s")
-    ratio = medians["vision"] / medians["without"]
+    for label, rate in rates.items():
+        print(
+            f"  {label:<8} {rate:8.1f} world-steps/s (median); CPU {cpu[label]:6.2f} ms per "
+            f"world-step (orchestrator + engines, all repeats)"
+        )
+    ratio = rates["vision"] / rates["without"]
     print(f"  vision / without: {ratio:.2f}x (target >= {TARGET_RATIO}x)")
-    extra = (1 / medians["vision"] - 1 / medians["without"]) * MS_PER_S
+    extra = (1 / rates["vision"] - 1 / rates["without"]) * MS_PER_S
     print(f"  vision's extra per world-step (frame, transfer, visual module): {extra:.1f} ms")
+    print(
+        f"  by CPU used, without / vision: {cpu['without'] / cpu['vision']:.2f}x "
+        f"(vision adds {cpu['vision'] - cpu['without']:.2f} ms of CPU per world-step)"
+    )
     substeps, physics = physics_cost()
     print(f"one world in this process, mean of {FRAMES}:")
     print(f"  physics control step ({substeps} mj_step)    {physics:7.2f} ms")
