@@ -3,7 +3,7 @@
 Run from the repository root (EGL needed)::
 
     MUJOCO_GL=egl .venv/bin/python bench/vision.py [--worlds 4] [--steps 20] [--repeats 3]
-        [--lp-threads N]
+        [--lp-threads N] [--default-scene]
 
 Two orchestrated simulations are up at once, each engine in its own process over gRPC:
 
@@ -26,7 +26,9 @@ with MuJoCo's default scene, with ``Fast``, and with ``Fast`` and the config's `
 (as the engine draws it): wall and CPU time per frame (CPU includes llvmpipe's rasterizer
 threads) and the wall time of each stage (scene update, GL draw calls, pixel read; llvmpipe
 rasterizes at the read). ``--lp-threads`` sets ``LP_NUM_THREADS`` (the
-rasterizer threads of Mesa's llvmpipe; 0 draws in the calling thread) for both parts.
+rasterizer threads of Mesa's llvmpipe; 0 draws in the calling thread) for both parts;
+``--default-scene`` times the vision loop with MuJoCo's default scene (the camera before
+``Fast`` and ``MeshCell``).
 """
 
 from __future__ import annotations
@@ -166,8 +168,15 @@ def main() -> None:
         default=None,
         help="LP_NUM_THREADS for llvmpipe here and in the physics engine (default: the config's)",
     )
+    parser.add_argument(
+        "--default-scene",
+        action="store_true",
+        help="the vision loop's camera without Fast and MeshCell (MuJoCo's default scene)",
+    )
     args = parser.parse_args()
     vision = common(args.worlds)
+    if args.default_scene:
+        vision += [f"{PHYSICS}.Camera.Fast=false", f"{PHYSICS}.Camera.MeshCell=null"]
     if args.lp_threads is not None:
         os.environ["LP_NUM_THREADS"] = str(args.lp_threads)
         environment = ["MUJOCO_GL=egl", f"LP_NUM_THREADS={args.lp_threads}"]
@@ -200,9 +209,11 @@ def main() -> None:
         for label, values in seconds.items()
     }
     threads = os.environ.get("LP_NUM_THREADS", "unset (llvmpipe: one per core)")
+    scene = "default scene" if args.default_scene else "the config's camera"
     print(
         f"block loop, {args.worlds} worlds, {args.steps} control steps x {args.repeats}, "
-        f"MUJOCO_GL={os.environ.get('MUJOCO_GL')}, LP_NUM_THREADS {threads}"
+        f"vision with {scene}, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
+        f"LP_NUM_THREADS {threads}"
     )
     for label, rate in rates.items():
         print(
