@@ -85,6 +85,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from neuroloop.brain.acting import ACTION, LOG_PROB, VALUE, act
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.loading import build_brain, known_brains
 from neuroloop.brain.weights import WEIGHTS_SUFFIX, assign_flat_weights, flat_weights
@@ -106,9 +107,6 @@ INPUT_DTYPE = np.float32
 EPISODE_START = "episode_start"
 WEIGHTS = "weights"
 CHECKPOINT = "checkpoint"
-ACTION = "action"
-LOG_PROB = "log_prob"
-VALUE = "value"
 CONTROL_INPUTS = (EPISODE_START, WEIGHTS, CHECKPOINT)
 """Inputs besides the modalities."""
 
@@ -404,7 +402,6 @@ class KerasBrainEngine(Engine):
         which costs about as much as the brain itself at small sizes.
         """
         worlds = self._worlds
-        distribution = brain.distribution
         generator = self._generator
         sizes = {**brain.policy_state_sizes, **brain.value_state_sizes}
         names = brain.state_names
@@ -423,24 +420,16 @@ class KerasBrainEngine(Engine):
         def forward(
             inputs: dict[str, tf.Tensor], state: dict[str, tf.Tensor]
         ) -> tuple[dict[str, tf.Tensor], dict[str, tf.Tensor]]:
-            values: dict[str, tf.Tensor] = {
-                name: tf.expand_dims(tensor, 1) for name, tensor in inputs.items()
-            }
-            values.update(state)
-            out = model(brain.select_inputs(brain.joint, values), training=False)
-            params = {key: out[key][:, 0] for key in distribution.param_names}
-            if deterministic:
-                action = distribution.mode(params)
-            else:
-                action = distribution.sample(params, generator)
-            outputs = {
-                ACTION: action,
-                LOG_PROB: distribution.log_prob(params, action),
-                VALUE: out[VALUE][:, 0, 0],
-                **params,
-                **{name: out[name][:, 0] if name in timed else out[name] for name in recorded},
-            }
-            return outputs, {name: out[name] for name in names}
+            return act(
+                brain,
+                inputs,
+                state,
+                deterministic=deterministic,
+                generator=generator,
+                model=model,
+                extra=recorded,
+                timed=timed,
+            )
 
         return tf.function(forward).get_concrete_function(*signature)
 

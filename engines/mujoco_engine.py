@@ -22,6 +22,10 @@ of the next step, each from its own seeded generator), every declared ``Hold`` p
 ``markers`` ``[W, M, 3]`` (goal positions drawn as spheres into camera pictures only; they
 stay until replaced and never touch the physics).
 
+``DomainRandomization`` (off by default; see ``mujoco_randomization``) gives each world, at
+every seeded reset, its own scaled model parameters, observation noise and action delay, and
+adds the datapack ``domain_randomization`` ``[W, K]`` reporting the draws.
+
 MuJoCo's warning counters are checked after every step: bad qpos, qvel, qacc or ctrl raise
 ``PhysicsInstabilityError`` naming the engine and world; contact or constraint buffer
 overflow and bad inertia are logged. MuJoCo errors during a step raise ``PhysicsError``.
@@ -29,6 +33,7 @@ overflow and bad inertia are logged. MuJoCo errors during a step raise ``Physics
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import logging
@@ -59,6 +64,11 @@ from neuroloop.datapack import DataPackValue
 from neuroloop.engine import Engine
 from neuroloop.errors import EngineError
 from neuroloop.plugins.engines.mujoco_camera import CameraSettings, WorldCamera
+from neuroloop.plugins.engines.mujoco_randomization import (
+    ActionDelayLine,
+    DomainRandomizer,
+    Draw,
+)
 
 NS_PER_SECOND = 1_000_000_000
 """Nanoseconds per second: configs speak seconds, ``step`` speaks integer nanoseconds."""
@@ -80,6 +90,10 @@ SHIPPED_MODEL_FOLDER = ("envs", "assets", "hand")
 
 ENTROPY_BITS = 128
 """Bits of fresh entropy drawn for ``reset(None)``."""
+
+NOISE_STREAM = 1
+"""Third seed word of each world's observation-noise generator, ``default_rng([seed, world,
+NOISE_STREAM])``: noise read at every step does not shift the reset draws."""
 
 FREE_JOINT_QPOS = 7
 """qpos entries of a free joint: position (3) and quaternion (4)."""
@@ -229,11 +243,14 @@ def _available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def _check_memory(model: mujoco.MjModel, n_worlds: int, context: str) -> None:
+def _check_memory(
+    model: mujoco.MjModel, n_worlds: int, context: str, own_models: bool = False
+) -> None:
     """Refuse, before allocating them, more worlds than the available memory holds.
 
     One probe world is stepped once; a world's need is estimated as its data buffer plus
-    the arena it used, times ``WORLD_MEMORY_FACTOR`` (allocator pages and Python objects).
+    the arena it used, times ``WORLD_MEMORY_FACTOR`` (allocator pages and Python objects),
+    plus a copy of the model if worlds own one (``own_models``, domain randomisation).
     """
     probe = mujoco.MjData(model)
     try:
@@ -242,6 +259,7 @@ def _check_memory(model: mujoco.MjModel, n_worlds: int, context: str) -> None:
     except mujoco.FatalError:  # the worlds' own reset reports it, naming the world
         arena = probe.narena
     per_world = (probe.nbuffer + arena) * WORLD_MEMORY_FACTOR
+    per_world += mujoco.mj_sizeModel(model) if own_models else 0
     available = _available_memory()
     if n_worlds * per_world > available:
         raise ValueError(
@@ -454,6 +472,10 @@ class MujocoEngine(Engine):
         self._camera: WorldCamera | None = None
         self._camera_frame: np.ndarray | None = None
         self._markers: np.ndarray | None = None
+        self._world_models: list[mujoco.MjModel] = []
+        self._randomizer: DomainRandomizer | None = None
+        self._draws: list[Draw] = []
+        self._delay_line: ActionDelayLine | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -485,7 +507,9 @@ class MujocoEngine(Engine):
         self._substeps, self._physics_ns = self._substeps_for(config, model, context)
 
         n_worlds = settings["Worlds"]
-        _check_memory(model, n_worlds, context)
+        randomization = settings["DomainRandomization"]
+        own_models = randomization is not None and DomainRandomizer.scales_model(randomization)
+        _check_memory(model, n_worlds, context, own_models)
         self.shutdown()
         self._datas = [mujoco.MjData(model) for _ in range(n_worlds)]
         if settings["Threads"] > 1 and n_worlds > 1:
@@ -509,8 +533,11 @@ class MujocoEngine(Engine):
         self._holds = self._held_poses(model, hold, n_worlds, context)
         self._initial_state(model, settings, context)
         self._warning_counts = self.warning_counts()
+        self._randomize(model, randomization, context)
 
         names = [*self._readers, *self._constants, *self._holds]
+        if self._randomizer is not None:
+            names.append("domain_randomization")
         if settings["Camera"] is not None:
             self._open_camera(model, CameraSettings.merge(settings["Camera"], view), context)
             names.append("camera")
@@ -567,8 +594,10 @@ class MujocoEngine(Engine):
 
         def advance(world: int) -> None:
             self._hold(world)
+            if self._delay_line is not None:
+                self._datas[world].ctrl[:] = self._delay_line.advance(world)
             try:
-                mujoco.mj_step(model, self._datas[world], nstep=nstep)
+                mujoco.mj_step(self._world_models[world], self._datas[world], nstep=nstep)
             except mujoco.FatalError as error:
                 raise PhysicsError(
                     f"[{self.name}] step: MuJoCo failed in world {world} at "
@@ -609,6 +638,11 @@ class MujocoEngine(Engine):
         """Physics substeps per ``EngineTimestep``."""
         return self._substeps
 
+    def world_model(self, world: int) -> mujoco.MjModel:
+        """The MjModel world ``world`` steps: its own copy when ``DomainRandomization`` scales
+        model properties, the loaded model otherwise."""
+        return self._world_models[world]
+
     def warning_counts(self) -> np.ndarray:
         """MuJoCo's warning counters ``[W, mjNWARNING]`` (``int64``) since the last reset."""
         return np.array([data.warning.number for data in self._datas], dtype=np.int64)
@@ -616,7 +650,12 @@ class MujocoEngine(Engine):
     def get_datapack(self, name: str) -> DataPackValue:
         reader = self._readers.get(name)
         if reader is not None:
-            return reader.read(self._datas)
+            value = reader.read(self._datas)
+            if self._randomizer is not None and name in self._randomizer.noise:
+                return self._randomizer.observe(name, value, self._draws, self._noise_rngs)
+            return value
+        if name == "domain_randomization" and self._randomizer is not None:
+            return np.array([self._randomizer.values(draw) for draw in self._draws])
         if name in self._constants:
             return self._constants[name].copy()
         if name in self._holds:
@@ -647,6 +686,9 @@ class MujocoEngine(Engine):
         if name == "ctrl":
             model = self._require_model("set ctrl")
             ctrl = self._finite_array(name, value, (len(self._datas), model.nu))
+            if self._delay_line is not None:
+                self._delay_line.sent[:] = ctrl
+                return
             for data, row in zip(self._datas, ctrl, strict=True):
                 data.ctrl[:] = row
             return
@@ -766,6 +808,7 @@ class MujocoEngine(Engine):
                 "reset_worlds",
                 "camera",
                 "markers",
+                "domain_randomization",
             }
         )
         if taken or set(publish) & set(hold):
@@ -889,13 +932,43 @@ class MujocoEngine(Engine):
             data.qvel[held.dof : held.dof + FREE_JOINT_QVEL] = 0.0
 
     def _seed_worlds(self, seed: int | None) -> None:
-        """One generator per world, ``default_rng([seed, world])`` (fresh entropy for None)."""
+        """One generator per world, ``default_rng([seed, world])`` (fresh entropy for None), and
+        one for its observation noise."""
         entropy = secrets.randbits(ENTROPY_BITS) if seed is None else seed
-        self._rngs = [np.random.default_rng([entropy, world]) for world in range(len(self._datas))]
+        worlds = range(len(self._datas))
+        self._rngs = [np.random.default_rng([entropy, world]) for world in worlds]
+        self._noise_rngs = [
+            np.random.default_rng([entropy, world, NOISE_STREAM]) for world in worlds
+        ]
+
+    def _randomize(
+        self, model: mujoco.MjModel, settings: Mapping[str, Any] | None, context: str
+    ) -> None:
+        """Domain randomisation, if declared: a model copy per world when model properties are
+        randomised (the worlds share ``model`` otherwise) and the action delay line."""
+        self._randomizer = None
+        self._delay_line = None
+        self._world_models = [model] * len(self._datas)
+        if settings is None:
+            return
+        shapes = {name: reader.shape for name, reader in self._readers.items()}
+        self._randomizer = DomainRandomizer(model, settings, shapes, context)
+        if self._randomizer.rules:
+            self._world_models = [copy.copy(model) for _ in self._datas]
+        if self._randomizer.delay is not None:
+            self._delay_line = ActionDelayLine(
+                len(self._datas), model.nu, self._randomizer.max_delay
+            )
+        self._draws = [self._randomizer.neutral() for _ in self._datas]
 
     def _reset_world(self, world: int, rng: np.random.Generator | None) -> None:
-        model = self._require_model("reset")
+        self._require_model("reset")
+        model = self._world_models[world]
         data = self._datas[world]
+        if self._randomizer is not None:
+            draw = self._randomizer.neutral() if rng is None else self._randomizer.draw(rng)
+            self._randomizer.apply(model, data, draw)
+            self._draws[world] = draw
         mujoco.mj_resetData(model, data)
         data.qpos[:] = self._initial_qpos
         if rng is not None:
@@ -922,6 +995,8 @@ class MujocoEngine(Engine):
             ) from None
         hold = np.where(self._servos, data.actuator_length, 0.0)
         data.ctrl[:] = np.clip(hold, self._ctrl_low, self._ctrl_high)
+        if self._delay_line is not None:
+            self._delay_line.reset(world, data.ctrl, self._draws[world].delay)
         self._warning_counts[world] = 0
         self._camera_frame = None
 

@@ -256,7 +256,12 @@ def film(
                 break
             stopped = simulation.step()
             frames.append(np.asarray(simulation.datapack("camera", physics))[0])
-            finished += _episode_ended(simulation, ends, request.world)
+            # The functions of a step see the physics before it; an end flagged in this step
+            # is the previous frame's, and this step's reset already shows the next episode.
+            if _episode_ended(simulation, ends, request.world):
+                finished += 1
+                if finished == request.episodes:
+                    frames.pop()
             if between_steps is not None:
                 between_steps()
             if stopped:

@@ -68,3 +68,20 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def engine_command(engine: str, name: str) -> list[str]:
+    """``neuroloop engine`` serving ``engine`` (``MODULE:CLASS``) as ``name``, on a free
+    loopback port, dying with this process."""
+    return [
+        sys.executable,
+        "-m",
+        "neuroloop",
+        "engine",
+        "--engine",
+        engine,
+        "--name",
+        name,
+        "--parent-pid",
+        str(os.getpid()),
+    ]

@@ -22,6 +22,7 @@ SHIPPED = [
     (CONFIGS / "shadow_hand_reach.json", "physics"),
     (CONFIGS / "shadow_hand_reach.json", "brain"),
     (CONFIGS / "shadow_hand_manipulate_block.json", "physics"),
+    (CONFIGS / "shadow_hand_manipulate_block_dr.json", "physics"),
 ]
 SCRIPT = REPO / "tests" / "fixtures" / "resetting_script.py"
 

@@ -59,6 +59,20 @@ def test_render_of_10_steps_writes_10_changing_frames(gl_backend: str, tmp_path:
     assert np.abs(frames[-1].astype(int) - frames[0].astype(int)).max() > 30  # the hand moves
 
 
+def test_an_episode_video_ends_on_the_episodes_last_frame(gl_backend: str, tmp_path: Path) -> None:
+    # Reach episodes last EPISODE_STEPS control steps; the frame after the last one already
+    # shows the reset hand, so a one-episode video has exactly EPISODE_STEPS frames.
+    from neuroloop.plugins.experiments.reach import EPISODE_STEPS
+
+    video = tmp_path / "episode.mp4"  # a GIF merges repeated frames
+    done = run_neuroloop(
+        "render", REACH, "-o", video, "--episodes", "1", "--width", "32", "--height", "32"
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {video}: {EPISODE_STEPS} frames of world 0" in done.stdout
+    assert iio.imread(video).shape[0] == EPISODE_STEPS
+
+
 def test_gif_holds_the_frames_written(tmp_path: Path) -> None:
     frames = [np.full((8, 6, 3), 40 * i, np.uint8) for i in range(4)]
     write_video(tmp_path / "grey.gif", frames, fps=25.0)

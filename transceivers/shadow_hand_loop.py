@@ -193,14 +193,16 @@ class HandTaskLoop:
         return datapacks
 
     def status(self, task: Task) -> SimulationStatus:
-        """Finished episodes, their mean return and the task metric."""
+        """Episodes finished so far; over the most recent ``episodes_averaged`` of them, the
+        task metric's mean (``success``, ``consecutive_goals_reached``, …), its sample
+        standard deviation (``<metric>_sd``) and the mean return."""
         report = SimulationStatus()
         summary = self.episodes.record.summary() if self.episodes else {"episodes": 0}
         report["episodes"] = summary["episodes"]
         if summary["episodes"]:
-            report["recent_episodes"] = summary["recent"]
+            report["episodes_averaged"] = summary["recent"]
             report[task.metric] = summary["mean_metric"]
-            report[f"{task.metric}_std"] = summary["std_metric"]
+            report[f"{task.metric}_sd"] = summary["std_metric"]
             report["mean_return"] = summary["mean_return"]
         return report
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from neuroloop.brain.acting import ACTION, act
 from neuroloop.brain.contract import Brain
 from neuroloop.brain.weights import WEIGHTS_SUFFIX
 
@@ -158,35 +159,24 @@ class TrainedBrain:
         Raises:
             ValueError: If a modality the brain reads is missing.
         """
-        import tensorflow as tf
-
-        brain = self.brain
         missing = [name for name in self.modalities if name not in sensation]
         if missing:
             raise ValueError(
                 f"step: expected every modality the brain reads {list(self.modalities)}. "
                 f"Received: no {missing}"
             )
-        values: dict[str, Any] = {
-            name: tf.constant(np.asarray(sensation[name], np.float32)[:, None])
-            for name in self.modalities
-        }
-        batch = int(values[self.modalities[0]].shape[0])
-        values.update(self.initial_state(batch) if state is None else state)
-        out = brain.joint(brain.select_inputs(brain.joint, values), training=False)
-        distribution = brain.distribution
-        params = {key: out[key][:, 0] for key in distribution.param_names}
-        if self.deterministic:
-            action = distribution.mode(params)
-        else:
-            action = distribution.sample(params, self._generator)
-        outputs = {
-            "value": np.asarray(out["value"][:, 0, 0]),
-            "log_prob": np.asarray(distribution.log_prob(params, action)),
-            **{key: np.asarray(value) for key, value in params.items()},
-        }
-        next_state = {name: np.asarray(out[name]) for name in brain.state_names}
-        return np.asarray(action), next_state, outputs
+        inputs = {name: np.asarray(sensation[name], np.float32) for name in self.modalities}
+        batch = len(inputs[self.modalities[0]])
+        out, next_state = act(
+            self.brain,
+            inputs,
+            self.initial_state(batch) if state is None else state,
+            deterministic=self.deterministic,
+            generator=self._generator,
+        )
+        action = np.asarray(out.pop(ACTION))
+        outputs = {key: np.asarray(value) for key, value in out.items()}
+        return action, {name: np.asarray(value) for name, value in next_state.items()}, outputs
 
 
 def load_weights_file(weights: Path) -> TrainedBrain:
