@@ -210,6 +210,7 @@ class WorldCamera:
         datas: Sequence[mujoco.MjData],
         markers: np.ndarray | None,
         prepare: Callable[[int], None],
+        models: Sequence[mujoco.MjModel] | None = None,
     ) -> np.ndarray:
         """Pictures ``[n, Height, Width, 3]`` ``uint8`` of the rendered worlds.
 
@@ -217,14 +218,18 @@ class WorldCamera:
             datas: Every world's data.
             markers: Goal-marker positions ``[W, M, 3]`` (m, world frame), or None.
             prepare: Called with a world's index before it is drawn (e.g. to pose markers).
+            models: Every world's model where worlds own one (domain randomisation: colours,
+                sizes and lights come from it); None: the camera's model for all. Meshes and
+                textures are the camera's model's.
         """
-        return self._gl_thread.submit(self._render, datas, markers, prepare).result()
+        return self._gl_thread.submit(self._render, datas, markers, prepare, models).result()
 
     def _render(
         self,
         datas: Sequence[mujoco.MjData],
         markers: np.ndarray | None,
         prepare: Callable[[int], None],
+        models: Sequence[mujoco.MjModel] | None,
     ) -> np.ndarray:
         worlds = self.worlds(len(datas))
         settings = self.settings
@@ -238,7 +243,7 @@ class WorldCamera:
             if self._track >= 0:
                 self._camera.lookat[:] = data.xpos[self._track] + self._offset
             mujoco.mjv_updateScene(
-                self._model,
+                self._model if models is None else models[world],
                 data,
                 self._option,
                 None,

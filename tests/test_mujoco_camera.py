@@ -16,6 +16,7 @@ from tests.processes import last_json_line_with_egl
 
 CAMERA_SCRIPT = textwrap.dedent(
     """
+    import copy
     import json
     import mujoco
     import numpy as np
@@ -43,6 +44,11 @@ CAMERA_SCRIPT = textwrap.dedent(
     batch = fast.render(datas, None, keep)
     alone = one.render(datas, None, keep)
     faces = model.mesh_facenum.copy()
+    tinted = copy.copy(model)  # world 1 owns a model whose geoms are all green
+    tinted.geom_rgba[:] = [0.0, 1.0, 0.0, 1.0]
+    tinted.geom_matid[:] = -1
+    own = fast.render(datas, None, keep, [model, tinted, model]).astype(int)
+    greener = [float((own[w, ..., 1] - own[w, ..., 0]).mean()) for w in range(3)]
     error = np.abs(coarse.render(datas, None, keep).astype(int) - batch).max(axis=-1)
     coarse.close()
     # A red sphere above the look-at point, then one below it, in every world.
@@ -69,6 +75,7 @@ CAMERA_SCRIPT = textwrap.dedent(
         "coarse_mean_error": float(error.mean()),
         "coarse_pixels_off": float((error > 32).mean()),
         "physics_faces_kept": bool(np.array_equal(faces, model.mesh_facenum)),
+        "own_models_green_minus_red": greener,
     }))
     """
 )
@@ -100,3 +107,8 @@ def test_coarse_meshes_draw_nearly_the_same_picture_and_leave_the_model_alone(
     assert 0 < result["coarse_mean_error"] < 4  # of 255: not the same triangles, same hand
     assert result["coarse_pixels_off"] < 0.05
     assert result["physics_faces_kept"]
+
+
+def test_worlds_that_own_a_model_are_drawn_with_its_colours(pictures: dict[str, Any]) -> None:
+    plain, tinted, other = pictures["own_models_green_minus_red"]
+    assert tinted > plain + 20 and tinted > other + 20
