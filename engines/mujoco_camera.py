@@ -4,11 +4,19 @@ A model camera, or a free camera that may follow a body, renders every world or 
 world; goal markers (positions the engine is sent as its ``markers`` datapack) are drawn as
 small spheres into the picture, never into the physics. The free camera's framing comes from
 the engine's ``Camera`` settings, falling back on the Body file's ``View``.
+
+With ``Fast`` (the vision configs) a picture costs what a brain's input needs: no
+multisampling, an offscreen buffer of the picture's size, no shadows, reflections, skybox, fog
+or haze, and no sites (sensor zones and markers of the model, not things an eye sees). On
+Mesa's software renderer (llvmpipe, no GPU) every triangle is shaded on the CPU whatever the
+picture's size, so what is drawn, and how many samples a pixel has, is what costs.
 """
 
 from __future__ import annotations
 
+import copy
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -40,6 +48,25 @@ MARKER_COLOURS = (
 IDENTITY_FRAME = np.eye(3).reshape(-1)
 """Orientation of a marker sphere (any orientation draws the same sphere)."""
 
+FAST_OFF = (
+    mujoco.mjtRndFlag.mjRND_SHADOW,
+    mujoco.mjtRndFlag.mjRND_REFLECTION,
+    mujoco.mjtRndFlag.mjRND_SKYBOX,
+    mujoco.mjtRndFlag.mjRND_FOG,
+    mujoco.mjtRndFlag.mjRND_HAZE,
+)
+"""Scene effects a ``Fast`` camera turns off."""
+
+MAX_SCENE_GEOMS = 10_000
+"""Room in the scene for the model's geoms, sites, decorations and goal markers."""
+
+FONT_SCALE = mujoco.mjtFontScale.mjFONTSCALE_100
+"""The renderer's font (MuJoCo's smallest; no text is drawn into pictures)."""
+
+STAGES = ("scene", "draw", "read")
+"""Where a picture's time goes: ``mjv_updateScene`` (and markers), ``mjr_render`` (the GL
+calls; a software renderer rasterizes lazily, at the next read), ``mjr_readPixels``."""
+
 
 @dataclass(frozen=True)
 class CameraSettings:
@@ -61,6 +88,10 @@ class CameraSettings:
     """``MjvCamera`` attributes (distance, azimuth, elevation) to set."""
     marker_radius: float
     """Radius (m) of the goal-marker spheres."""
+    fast: bool = False
+    """No multisampling, a buffer of the picture's size, no effects, no sites."""
+    mesh_cell: float | None = None
+    """Grid cell (m) mesh vertices are snapped to for drawing, or None: meshes as loaded."""
 
     @classmethod
     def merge(cls, camera: Mapping[str, Any], view: Mapping[str, Any]) -> CameraSettings:
@@ -86,6 +117,8 @@ class CameraSettings:
                 if pick(key) is not None
             },
             marker_radius=float(camera["MarkerRadius"]),
+            fast=bool(camera.get("Fast", False)),
+            mesh_cell=None if camera.get("MeshCell") is None else float(camera["MeshCell"]),
         )
 
 
@@ -93,7 +126,7 @@ class WorldCamera:
     """Renders worlds of one model offscreen.
 
     Args:
-        model: The worlds' model (its offscreen buffer is enlarged to fit the picture).
+        model: The worlds' model (its offscreen buffer is set to fit the picture).
         settings: What to render and how.
         context: Prefix of error messages, e.g. ``"[physics] initialize"``.
 
@@ -104,11 +137,13 @@ class WorldCamera:
 
     def __init__(self, model: mujoco.MjModel, settings: CameraSettings, context: str) -> None:
         self.settings = settings
+        self.seconds = dict.fromkeys(STAGES, 0.0)
+        """Wall seconds spent so far in each of ``STAGES`` (for benchmarks)."""
         self._model = model
         self._track = -1
-        self._camera: mujoco.MjvCamera | str
+        self._camera = mujoco.MjvCamera()
         if settings.name is None:
-            free = mujoco.MjvCamera()
+            free = self._camera
             mujoco.mjv_defaultFreeCamera(model, free)
             for attribute, value in settings.free.items():
                 setattr(free, attribute, value)
@@ -121,19 +156,30 @@ class WorldCamera:
             if settings.look_at is not None:
                 free.lookat[:] = settings.look_at
             self._offset = np.array(free.lookat)
-            self._camera = free
         else:
-            _named(model, mujoco.mjtObj.mjOBJ_CAMERA, settings.name, "Name", context)
-            self._camera = settings.name
-        model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.width)
-        model.vis.global_.offheight = max(model.vis.global_.offheight, settings.height)
+            self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
+            self._camera.fixedcamid = _named(
+                model, mujoco.mjtObj.mjOBJ_CAMERA, settings.name, "Name", context
+            )
+        if settings.fast:
+            model.vis.quality.offsamples = 0
+            model.vis.global_.offwidth = settings.width
+            model.vis.global_.offheight = settings.height
+        else:
+            model.vis.global_.offwidth = max(model.vis.global_.offwidth, settings.width)
+            model.vis.global_.offheight = max(model.vis.global_.offheight, settings.height)
+        self._option = mujoco.MjvOption()
+        self._scene = mujoco.MjvScene(model, maxgeom=MAX_SCENE_GEOMS)
+        if settings.fast:
+            self._option.sitegroup[:] = 0
+            for flag in FAST_OFF:
+                self._scene.flags[flag] = 0
+        self._viewport = mujoco.MjrRect(0, 0, settings.width, settings.height)
         # An OpenGL context is current in one thread at a time, and the engine server answers
         # calls on any of its threads: every GL call goes through this one thread.
         self._gl_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="camera-gl")
         try:
-            self._renderer = self._gl_thread.submit(
-                mujoco.Renderer, model, height=settings.height, width=settings.width
-            ).result()
+            self._gl, self._context = self._gl_thread.submit(self._open_gl).result()
         except GL_ERRORS as error:
             self._gl_thread.shutdown()
             raise EngineError(
@@ -144,6 +190,17 @@ class WorldCamera:
                 f"{type(error).__name__}: {error}"
             ) from None
 
+    def _open_gl(self) -> tuple[Any, mujoco.MjrContext]:
+        """An offscreen OpenGL context, current in the GL thread, and MuJoCo's on it."""
+        model = self._model
+        if self.settings.mesh_cell is not None:
+            model = coarse_meshes(model, self.settings.mesh_cell)
+        gl = mujoco.GLContext(model.vis.global_.offwidth, model.vis.global_.offheight)
+        gl.make_current()
+        context = mujoco.MjrContext(model, FONT_SCALE)
+        mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, context)
+        return gl, context
+
     def worlds(self, n_worlds: int) -> list[int]:
         """The worlds each picture shows, in order."""
         return list(range(n_worlds)) if self.settings.world is None else [self.settings.world]
@@ -153,6 +210,7 @@ class WorldCamera:
         datas: Sequence[mujoco.MjData],
         markers: np.ndarray | None,
         prepare: Callable[[int], None],
+        models: Sequence[mujoco.MjModel] | None = None,
     ) -> np.ndarray:
         """Pictures ``[n, Height, Width, 3]`` ``uint8`` of the rendered worlds.
 
@@ -160,34 +218,61 @@ class WorldCamera:
             datas: Every world's data.
             markers: Goal-marker positions ``[W, M, 3]`` (m, world frame), or None.
             prepare: Called with a world's index before it is drawn (e.g. to pose markers).
+            models: Every world's model where worlds own one (domain randomisation: colours,
+                sizes and lights come from it); None: the camera's model for all. Meshes and
+                textures are the camera's model's.
         """
-        return self._gl_thread.submit(self._render, datas, markers, prepare).result()
+        return self._gl_thread.submit(self._render, datas, markers, prepare, models).result()
 
     def _render(
         self,
         datas: Sequence[mujoco.MjData],
         markers: np.ndarray | None,
         prepare: Callable[[int], None],
+        models: Sequence[mujoco.MjModel] | None,
     ) -> np.ndarray:
-        frames = []
-        for world in self.worlds(len(datas)):
+        worlds = self.worlds(len(datas))
+        settings = self.settings
+        # OpenGL's rows run bottom to top: read into the batch, flip it once at the end.
+        frames = np.empty((len(worlds), settings.height, settings.width, 3), dtype=np.uint8)
+        seconds = self.seconds
+        for frame, world in zip(frames, worlds, strict=True):
+            started = time.perf_counter()
             prepare(world)
             data = datas[world]
-            if isinstance(self._camera, mujoco.MjvCamera) and self._track >= 0:
+            if self._track >= 0:
                 self._camera.lookat[:] = data.xpos[self._track] + self._offset
-            self._renderer.update_scene(data, camera=self._camera)
+            mujoco.mjv_updateScene(
+                self._model if models is None else models[world],
+                data,
+                self._option,
+                None,
+                self._camera,
+                mujoco.mjtCatBit.mjCAT_ALL,
+                self._scene,
+            )
             if markers is not None:
                 self._draw_markers(markers[world])
-            frames.append(self._renderer.render())
-        return np.stack(frames)
+            drawn = time.perf_counter()
+            mujoco.mjr_render(self._viewport, self._scene, self._context)
+            read = time.perf_counter()
+            mujoco.mjr_readPixels(frame, None, self._viewport, self._context)
+            seconds["scene"] += drawn - started
+            seconds["draw"] += read - drawn
+            seconds["read"] += time.perf_counter() - read
+        return np.ascontiguousarray(frames[:, ::-1])
 
     def close(self) -> None:
         """Free the OpenGL context and its thread."""
-        self._gl_thread.submit(self._renderer.close).result()
+        self._gl_thread.submit(self._close_gl).result()
         self._gl_thread.shutdown()
 
+    def _close_gl(self) -> None:
+        self._context.free()
+        self._gl.free()
+
     def _draw_markers(self, positions: np.ndarray) -> None:
-        scene = self._renderer.scene
+        scene = self._scene
         radius = self.settings.marker_radius
         for index, position in enumerate(positions):
             if scene.ngeom >= scene.maxgeom:
@@ -201,6 +286,45 @@ class WorldCamera:
                 np.array(MARKER_COLOURS[index % len(MARKER_COLOURS)], dtype=np.float32),
             )
             scene.ngeom += 1
+
+
+def coarse_meshes(model: mujoco.MjModel, cell: float) -> mujoco.MjModel:
+    """A copy of ``model`` whose meshes have fewer triangles, for drawing only.
+
+    Vertex clustering: each mesh vertex is replaced by the first vertex of the mesh that
+    falls in the same cube of side ``cell`` (m, in the mesh's frame); triangles that collapse,
+    and repeats, are dropped. The kept triangles use the mesh's own vertices, normals and
+    texture coordinates, so the mesh keeps its frame and the copy needs no new arrays (the
+    compiled model's sizes are fixed; a simplifier that makes new vertices would need a
+    recompiled model, whose mesh frames could move). A cell about a pixel's footprint
+    leaves the picture nearly unchanged and cuts the triangles llvmpipe shades on the CPU.
+    """
+    coarse = copy.copy(model)
+    for mesh in range(model.nmesh):
+        start, count = model.mesh_faceadr[mesh], model.mesh_facenum[mesh]
+        first = model.mesh_vertadr[mesh]
+        vertices = model.mesh_vert[first : first + model.mesh_vertnum[mesh]]
+        _, firsts, cells = np.unique(
+            np.floor(vertices / cell).astype(np.int64),
+            axis=0,
+            return_index=True,
+            return_inverse=True,
+        )
+        faces = firsts[cells.reshape(-1)][model.mesh_face[start : start + count]]
+        whole = (
+            (faces[:, 0] != faces[:, 1])
+            & (faces[:, 1] != faces[:, 2])
+            & (faces[:, 0] != faces[:, 2])
+        )
+        _, distinct = np.unique(np.sort(faces[whole], axis=1), axis=0, return_index=True)
+        kept = np.flatnonzero(whole)[np.sort(distinct)]
+        end = start + len(kept)
+        coarse.mesh_face[start:end] = faces[kept]
+        coarse.mesh_facenormal[start:end] = model.mesh_facenormal[start + kept]
+        if model.mesh_texcoordadr[mesh] >= 0:
+            coarse.mesh_facetexcoord[start:end] = model.mesh_facetexcoord[start + kept]
+        coarse.mesh_facenum[mesh] = len(kept)
+    return coarse
 
 
 def _named(model: mujoco.MjModel, kind: mujoco.mjtObj, name: str, key: str, context: str) -> int:

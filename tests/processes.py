@@ -3,10 +3,12 @@ engine processes a given orchestrator left behind)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 FIXTURES = Path(__file__).parent / "fixtures"
 REPO = Path(__file__).resolve().parents[1]
@@ -23,6 +25,21 @@ def run_neuroloop(
         timeout=timeout,
         cwd=cwd,
     )
+
+
+def last_json_line_with_egl(script: str, timeout: float = 120) -> Any:
+    """Run ``python -c SCRIPT`` from the checkout with ``MUJOCO_GL=egl`` (MuJoCo picks its
+    OpenGL backend when its rendering is first imported) and parse its last line as JSON."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=REPO,
+        env={**os.environ, "MUJOCO_GL": "egl"},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def engine_processes(parent_pid: int) -> list[tuple[int, str]]:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,6 +10,7 @@ import pytest
 
 from neuroloop.recording import DataPackRecorder
 from neuroloop.simulation import Simulation
+from tests.processes import last_json_line_with_egl
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "simulation_configs"
@@ -82,13 +79,5 @@ THREADS_SCRIPT = textwrap.dedent(
 
 
 def test_the_camera_renders_when_each_call_comes_from_another_thread() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", THREADS_SCRIPT],
-        cwd=REPO,
-        env={**os.environ, "MUJOCO_GL": "egl"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == [[2, 8, 16, 3]] * 3
+    result = last_json_line_with_egl(THREADS_SCRIPT)
+    assert result == [[2, 8, 16, 3]] * 3
