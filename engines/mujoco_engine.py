@@ -902,14 +902,19 @@ class MujocoEngine(Engine):
             raise ValueError(f"[{self.name}] get camera: expected a configured Camera")
         if self._camera_frame is None:
             model = self._require_model("get camera")
+            models = self._world_models
+            own_models = any(world_model is not model for world_model in models)
 
             def prepare(world: int) -> None:
                 if self._holds:
                     self._hold(world)
-                    mujoco.mj_kinematics(model, self._datas[world])
-                    mujoco.mj_camlight(model, self._datas[world])
+                    mujoco.mj_kinematics(models[world], self._datas[world])
+                    mujoco.mj_camlight(models[world], self._datas[world])
 
-            self._camera_frame = self._camera.render(self._datas, self._markers, prepare)
+            # Randomised worlds are drawn with their own sizes, colours and lights.
+            self._camera_frame = self._camera.render(
+                self._datas, self._markers, prepare, models=models if own_models else None
+            )
         return self._camera_frame.copy()
 
     def _marker_positions(self, value: DataPackValue) -> np.ndarray:
