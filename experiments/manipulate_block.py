@@ -14,7 +14,8 @@ that tolerance).
 Reward terms (AngoraPy's / OpenAI's in-hand reorientation reward), weights as magnitudes:
 
 - ``progress``: decrease of the rotation distance to the goal during the step (rad), weight 1.
-- ``success``: 1 when the rotation distance is at most ``SUCCESS_ROTATION``, weight 5.
+- ``success``: 1 when the rotation distance is at most ``success_rotation`` and the cube is
+  in the hand (not dropped), weight 5.
 - ``drop``: -1 when the cube has fallen below the palm, weight 20.
 - ``time``: -1 every step, weight 0.1.
 
@@ -193,13 +194,14 @@ class ManipulateBlockTask(Task):
         after = self.rotation_distance(state, goal)
         return {
             "progress": before - after,
-            "success": (after <= self.success_rotation).astype(np.float64),
+            "success": self.success(state, goal).astype(np.float64),
             "drop": -self.dropped(state).astype(np.float64),
             "time": -np.ones_like(after),
         }
 
     def success(self, state: State, goal: np.ndarray) -> np.ndarray:
-        return self.rotation_distance(state, goal) <= self.success_rotation
+        """``[W]`` bool: within ``success_rotation`` of the goal with the cube in the hand."""
+        return (self.rotation_distance(state, goal) <= self.success_rotation) & ~self.dropped(state)
 
     def terminated(self, state: State, goal: np.ndarray) -> np.ndarray:
         return self.dropped(state)
