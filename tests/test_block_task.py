@@ -30,6 +30,7 @@ from neuroloop.plugins.transceivers.shadow_hand_control import ActuatorTargets
 from neuroloop.tasks import build_task
 from neuroloop.training.evaluate import Evaluation, count_distribution
 from neuroloop.training.recipe import load_recipe
+from tests.processes import run_neuroloop as neuroloop
 
 REPO = Path(__file__).resolve().parents[1]
 IDENTITY = np.array([1.0, 0.0, 0.0, 0.0])
@@ -309,3 +310,45 @@ def test_the_rotate_z_recipe_loads_and_wires_its_simulation() -> None:
     assert brain.extra["Brain"] == "lstm" and brain.extra["InputShapes"]["goal"] == [15]
     assert recipe.metric == "consecutive_goals_reached"
     assert recipe.horizon > 8.0 / config.timestep_ns * 1e9  # a goal's timeout fits a cycle
+
+
+def test_evaluate_reports_the_cgr_distribution_of_a_block_run(tmp_path: Path) -> None:
+    """A one-cycle rotate_z run, evaluated with a tolerance that every orientation meets
+    (``--set``): each control step reaches a goal, so every episode stops at the cap."""
+    run_dir = tmp_path / "run"
+    tiny = (
+        "-o",
+        "Worlds=2",
+        "-o",
+        "Horizon=8",
+        "-o",
+        "PPO.ChunkLength=8",
+        "-o",
+        "PPO.Minibatches=1",
+        "--quiet",
+    )
+    trained = neuroloop(
+        "train", "manipulate_block_rotate_z", "--cycles", "1", "--run-dir", run_dir, *tiny
+    )
+    assert trained.returncode == 0, trained.stderr
+    report = tmp_path / "evaluation.json"
+    evaluated = neuroloop(
+        "evaluate",
+        run_dir,
+        "--checkpoint",
+        "latest",
+        "--episodes",
+        "2",
+        "--horizon",
+        "60",
+        "--set",
+        "Task.Options.SuccessRotation=3.2",
+        "--json",
+        report,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "consecutive_goals_reached distribution over 2 episodes: mean 50.00" in evaluated.stdout
+    assert "95% of episodes in [50, 50]" in evaluated.stdout
+    cgr = json.loads(report.read_text())["consecutive_goals_reached"]
+    assert cgr["values"] == [50.0, 50.0]
+    assert cgr["distribution"]["histogram"] == [{"low": 50, "high": 50, "episodes": 2}]
