@@ -33,21 +33,25 @@ class ActuatorTargets:
         else:
             self.targets[worlds] = positions[worlds]
 
-    def __call__(self, ctrl: np.ndarray, ctrlrange: np.ndarray) -> np.ndarray:
+    def __call__(self, ctrl: np.ndarray, ctrlrange: np.ndarray) -> np.ndarray | None:
         """The targets ``[W, A]`` to send for actions mapped onto the range, ``ctrl [W, A]``.
 
         Args:
             ctrl: The actions as absolute targets inside ``ctrlrange``.
             ctrlrange: Each actuator's ``[low, high]`` ``[A, 2]``.
+
+        Returns:
+            The targets, or ``None`` (send none: the servos hold) for relative or smoothed
+            control before ``start`` has given every world's starting point.
         """
         ctrl = np.asarray(ctrl, dtype=np.float64)
         if self.settings.absolute:
             return ctrl
-        low, high = np.asarray(ctrlrange, dtype=np.float64).T
-        centre = 0.5 * (low + high)
         previous = self.targets
         if previous is None or previous.shape != ctrl.shape:
-            previous = np.broadcast_to(centre, ctrl.shape)
+            return None
+        low, high = np.asarray(ctrlrange, dtype=np.float64).T
+        centre = 0.5 * (low + high)
         commanded = ctrl
         if self.settings.relative_scale is not None:
             commanded = previous + self.settings.relative_scale * (ctrl - centre)

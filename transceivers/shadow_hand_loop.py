@@ -200,7 +200,8 @@ class HandTaskLoop:
         if action.data is not None and ctrlrange.data is not None:
             mapped = self.actions.to_control(action.data, ctrlrange.data)
             ctrl = self.targets(mapped, ctrlrange.data)
-            datapacks.append(DataPack("ctrl", self.physics, ctrl))
+            if ctrl is not None:
+                datapacks.append(DataPack("ctrl", self.physics, ctrl))
         if reset_worlds.data is not None:
             datapacks.append(DataPack("reset_worlds", self.physics, reset_worlds.data))
         return datapacks
