@@ -14,6 +14,9 @@ whose first axis is the world. Everything is batched over worlds ``W``:
 - ``success(state, goal) -> [W] bool`` and ``terminated(state, goal) -> [W] bool``
 - ``advance(progress, success, dt_s) -> GoalStep``: which worlds need a new goal and which
   episodes are truncated (goal timeout, goal budget).
+- ``goal_observation(state, goal) -> [W, n]``: what the policy's ``goal`` modality holds
+  (the goal itself unless the task adds more), and ``control``: how the body's transceiver
+  turns actions into actuator targets (``ControlSettings``).
 """
 
 from __future__ import annotations
@@ -57,6 +60,28 @@ class GoalProgress:
             np.where(worlds, 0, self.goals_reached),
             np.where(worlds, 0.0, self.time_on_goal_s),
         )
+
+
+@dataclass(frozen=True)
+class ControlSettings:
+    """How actions become actuator targets (position servos), applied by the transceiver.
+
+    By default (absolute control) the action, mapped onto each actuator's control range, is
+    the target. With ``relative_scale`` the mapped action's offset from the range's centre,
+    times the scale, is added to the previous target (gymnasium-robotics' relative control,
+    but accumulated on the target); each episode starts from the actuators' positions. With
+    ``smoothing`` ``a`` the sent target is ``a * previous + (1 - a) * commanded``.
+    """
+
+    relative_scale: float | None = None
+    """Fraction of the offset added per control step; ``None``: absolute targets."""
+    smoothing: float = 0.0
+    """Exponential smoothing factor in ``[0, 1)``; 0: none."""
+
+    @property
+    def absolute(self) -> bool:
+        """Whether targets are the mapped actions themselves (no state between steps)."""
+        return self.relative_scale is None and self.smoothing == 0.0
 
 
 class GoalStep(NamedTuple):
@@ -107,6 +132,8 @@ class Task(abc.ABC):
     """Whether reaching a goal draws the next one (otherwise the goal stays for the episode)."""
     goal_is_orientation: ClassVar[bool] = False
     """Whether the goal is an object orientation quaternion ``[W, 4]`` (w, x, y, z)."""
+    control: ControlSettings = ControlSettings()
+    """How actions become actuator targets; a task may set its own from its options."""
 
     def __init__(
         self,
@@ -131,6 +158,10 @@ class Task(abc.ABC):
     @abc.abstractmethod
     def success(self, state: State, goal: np.ndarray) -> np.ndarray:
         """``[W]`` bool: the goal is reached in this state."""
+
+    def goal_observation(self, state: State, goal: np.ndarray) -> np.ndarray:
+        """What the policy's ``goal`` modality holds ``[W, n]``. Default: the goal itself."""
+        return np.asarray(goal, dtype=np.float64).reshape(self.n_worlds(state), -1)
 
     def goal_markers(self, state: State, goal: np.ndarray) -> np.ndarray | None:
         """Where a picture shows the goal: positions ``[W, M, 3]`` (m, world frame) drawn as

@@ -10,6 +10,9 @@ import numpy as np
 QUATERNION_SIZE = 4
 """Entries of a quaternion: w, x, y, z."""
 
+Z_AXIS = (0.0, 0.0, 1.0)
+"""The world's vertical axis."""
+
 
 def _check(q: np.ndarray, name: str) -> np.ndarray:
     array = np.asarray(q, dtype=np.float64)
@@ -91,3 +94,9 @@ def random_quaternions(rng: np.random.Generator, n: int) -> np.ndarray:
     """
     q = quat_normalize(rng.standard_normal((n, QUATERNION_SIZE)))
     return np.where(q[:, :1] < 0.0, -q, q)
+
+
+def random_z_rotations(rng: np.random.Generator, n: int) -> np.ndarray:
+    """``n`` rotations about the world's z axis by angles uniform in ``[-pi, pi)``, ``[n, 4]``
+    with ``w >= 0`` (gymnasium-robotics' ``target_rotation="z"`` goals)."""
+    return quat_from_axis_angle(np.asarray(Z_AXIS), rng.uniform(-np.pi, np.pi, n))

@@ -10,7 +10,8 @@ its options, passed in by ``@SimulationTask``):
   ``episode_metric`` (the task metric of each episode that ends);
 - ``to_brain`` (transceiver, brain): the Sensation and ``episode_start`` to the brain;
 - ``to_body`` (transceiver, physics): the brain's latest action -> ``ctrl`` in the
-  actuators' control range, plus ``reset_worlds`` for worlds whose episode ended, and, when
+  actuators' control range (as the task's ``control`` says: absolute, relative or smoothed
+  targets; ``ActuatorTargets``), plus ``reset_worlds`` for worlds whose episode ended, and, when
   the goal changes, where the engine's camera shows it (``markers``, ``target_pose``);
 - ``status`` (status function): reports finished episodes and the task metric.
 
@@ -49,8 +50,13 @@ from neuroloop.functions import (
 from neuroloop.plugins.experiments.base import Task
 from neuroloop.plugins.experiments.episodes import StepOutcome, TaskEpisodes
 from neuroloop.plugins.transceivers.shadow_hand import sensation_from_physics
+from neuroloop.plugins.transceivers.shadow_hand_control import ActuatorTargets
+
+ACTUATOR_POSITIONS = "actuator_positions"
+"""Physics datapack of actuator lengths ``[W, A]``: where relative targets start."""
 
 PHYSICS_STATE = (
+    ACTUATOR_POSITIONS,
     "joint_positions",
     "joint_velocities",
     "touch",
@@ -121,6 +127,8 @@ class HandTaskLoop:
         """The goal the physics engine's goal markers show."""
         self.goal_display: list[DataPack] = []
         """Goal markers (and the goal object's pose) to send with the next ``to_body``."""
+        self.targets = ActuatorTargets(Task.control)
+        """Actuator targets as the task's ``control`` says."""
 
     def observe(self, now: int, task: Task, **state: DataPack) -> list[DataPack]:
         """Physics state -> task outcome -> Sensation, episode_start, reset_worlds."""
@@ -130,6 +138,7 @@ class HandTaskLoop:
         if self.episodes is None or self.episodes.task is not task:
             # The control timestep is learnt from the loop's clock at the second observation.
             self.episodes = TaskEpisodes(task, control_dt_s=0.0, seed=self.seed)
+            self.targets = ActuatorTargets(task.control)
             self.last_ns = None
         if self.last_ns is None or now <= self.last_ns:
             # First observation, or the simulation was reset: every episode starts afresh,
@@ -140,9 +149,12 @@ class HandTaskLoop:
             self.episodes.control_dt_s = (now - self.last_ns) / NS_PER_S
         self.last_ns = now
         outcome: StepOutcome = self.episodes.observe(values)
+        self.targets.start(outcome.episode_start, values[ACTUATOR_POSITIONS])
         self.goal_display = self.show_goal(task, values, outcome.goal)
         orientation = outcome.goal if task.goal_is_orientation else None
-        sensation = sensation_from_physics(values, outcome.goal, orientation)
+        sensation = sensation_from_physics(
+            values, task.goal_observation(values, outcome.goal), orientation
+        )
         physics = self.physics
         datapacks = [DataPack(m, physics, sensation[m].astype(np.float32)) for m in sensation]
         if self.vision:
@@ -186,8 +198,10 @@ class HandTaskLoop:
         """The brain's action as actuator targets, and the worlds to reset."""
         datapacks, self.goal_display = self.goal_display, []
         if action.data is not None and ctrlrange.data is not None:
-            ctrl = self.actions.to_control(action.data, ctrlrange.data)
-            datapacks.append(DataPack("ctrl", self.physics, ctrl))
+            mapped = self.actions.to_control(action.data, ctrlrange.data)
+            ctrl = self.targets(mapped, ctrlrange.data)
+            if ctrl is not None:
+                datapacks.append(DataPack("ctrl", self.physics, ctrl))
         if reset_worlds.data is not None:
             datapacks.append(DataPack("reset_worlds", self.physics, reset_worlds.data))
         return datapacks

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -89,6 +90,21 @@ def add_commands(
         metavar="FILE.npz",
         help="record every step (inputs, actions, rewards, recurrent state, every layer's "
         "activations, body state, task conditions) for neuroloop analyze",
+    )
+    evaluate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="override the simulation config for the evaluation, e.g. --set "
+        "Task.Options.SuccessRotation=0.1",
+    )
+    evaluate.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="also write the results (means, intervals, every episode's values, count "
+        "distributions) to FILE as JSON",
     )
     evaluate.set_defaults(handler=_evaluate)
 
@@ -289,9 +305,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         args.horizon,
         weights,
         record=args.record,
+        overrides=args.set,
     )
-    for name, (mean, half_width, n) in result.items():
-        print(f"{name:<12} {mean:.4f} ± {half_width:.4f} (95% CI, {n} episodes)")
+    for line in result.lines():
+        print(line)
+    if args.json is not None:
+        try:
+            args.json.write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        except OSError as error:
+            raise UsageError(
+                f"--json: expected a file that can be written. Received: {args.json} "
+                f"({error.strerror})"
+            ) from None
+        print(f"json         {args.json}")
     if args.record is not None:
         print(f"recorded     {args.record}")
     if args.video is not None:

@@ -1,15 +1,19 @@
 """Evaluate a trained brain on fresh episodes, with 95% confidence intervals.
 
 The brain is a training run's checkpoint, or exported weights (``neuroloop export``) run on
-the task of a recipe.
+the task of a recipe. A task metric that counts (every episode's value an integer, such as
+consecutive goals reached) is also reported as a distribution: mean, median, the central
+95% of episodes and a histogram (``CountDistribution``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +47,113 @@ BODY_VARIABLES = (
 """Body datapacks a recording keeps as task variables, from any engine that offers them."""
 BRAIN_KEYS = ("Brain", "BrainOptions", "Distribution", "DistributionOptions", "InputShapes")
 """The brain engine's settings a recording keeps, so analysis can rebuild the brain."""
+HISTOGRAM_ROWS = 51
+"""Most rows of a count histogram (CGR's 0..50 fit); wider ranges share rows."""
+HISTOGRAM_WIDTH = 40
+"""Characters of the longest histogram bar."""
+
+
+@dataclass(frozen=True)
+class CountDistribution:
+    """The distribution of an integer count over episodes (e.g. consecutive goals reached)."""
+
+    n: int
+    """Episodes."""
+    mean: float
+    median: float
+    interval_95: tuple[int, int]
+    """The 2.5th and 97.5th percentiles (values that occurred): 95% of episodes lie within."""
+    histogram: tuple[tuple[int, int, int], ...]
+    """Rows ``(low, high, episodes)``: episodes whose count is in ``[low, high]``."""
+
+    def lines(self, name: str) -> list[str]:
+        """The distribution as text: a summary line, then a histogram row per bin."""
+        lines = [
+            f"{name} distribution over {self.n} episodes: mean {self.mean:.2f}, median "
+            f"{self.median:g}, 95% of episodes in [{self.interval_95[0]}, {self.interval_95[1]}]"
+        ]
+        most = max(count for _, _, count in self.histogram)
+        for low, high, count in self.histogram:
+            label = f"{low}" if low == high else f"{low}-{high}"
+            bar = "#" * math.ceil(HISTOGRAM_WIDTH * count / most) if count else ""
+            lines.append(f"  {label:>9} | {bar:<{HISTOGRAM_WIDTH}} {count}")
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the distribution."""
+        return {
+            "n": self.n,
+            "mean": self.mean,
+            "median": self.median,
+            "interval_95": list(self.interval_95),
+            "histogram": [
+                {"low": low, "high": high, "episodes": count} for low, high, count in self.histogram
+            ],
+        }
+
+
+def count_distribution(values: Sequence[float]) -> CountDistribution | None:
+    """The distribution of ``values`` when every one is a finite integer (else ``None``)."""
+    array = np.asarray(values, dtype=np.float64)
+    if not len(array) or not np.all(np.isfinite(array)) or np.any(array != np.round(array)):
+        return None
+    counts = array.astype(np.int64)
+    low, high = int(counts.min()), int(counts.max())
+    width = math.ceil((high - low + 1) / HISTOGRAM_ROWS)
+    rows = tuple(
+        (
+            start,
+            min(start + width - 1, high),
+            int(np.sum((counts >= start) & (counts < start + width))),
+        )
+        for start in range(low, high + 1, width)
+    )
+    lower, upper = np.percentile(counts, [2.5, 97.5], method="inverted_cdf")
+    return CountDistribution(
+        len(counts),
+        float(counts.mean()),
+        float(np.median(counts)),
+        (int(lower), int(upper)),
+        rows,
+    )
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What ``evaluate`` measured."""
+
+    intervals: dict[str, tuple[float, float, int]]
+    """``{"return": (mean, half_width, n), METRIC: (...)}``: means with the half-width of
+    their normal-approximation 95% confidence interval."""
+    distributions: dict[str, CountDistribution]
+    """Count metrics' distributions by name (``count_distribution``)."""
+    values: dict[str, list[float]]
+    """Every finished episode's return and metric, by name."""
+
+    def lines(self) -> list[str]:
+        """The evaluation as terminal text."""
+        lines = [
+            f"{name:<12} {mean:.4f} ± {half:.4f} (95% CI, {n} episodes)"
+            for name, (mean, half, n) in self.intervals.items()
+        ]
+        for name, distribution in self.distributions.items():
+            lines += distribution.lines(name)
+        return lines
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict: per quantity its mean, CI half-width, episodes, values and, for
+        counts, the distribution."""
+        report: dict[str, Any] = {}
+        for name, (mean, half, n) in self.intervals.items():
+            report[name] = {
+                "mean": mean,
+                "ci95_half_width": half if math.isfinite(half) else None,
+                "episodes": n,
+                "values": self.values[name],
+            }
+            if name in self.distributions:
+                report[name]["distribution"] = self.distributions[name].to_json()
+        return report
 
 
 def weights_architecture(weights: Path) -> dict[str, Any]:
@@ -89,7 +200,8 @@ def evaluate(
     horizon: int | None = None,
     weights: Path | None = None,
     record: Path | None = None,
-) -> dict[str, tuple[float, float, int]]:
+    overrides: Sequence[str] = (),
+) -> Evaluation:
     """Run ``episodes`` evaluation episodes with a trained brain.
 
     Args:
@@ -106,10 +218,14 @@ def evaluate(
         record: An ``.npz`` file to record every step to (``neuroloop.recording.Recording``):
             inputs, actions, rewards, values, the recurrent state each step starts from,
             every layer's activations, body state and the task's conditions.
+        overrides: Simulation config overrides (``PATH=VALUE``, as the recipe's
+            ``SimulationOverrides``), e.g. ``Task.Options.SuccessRotation=0.1`` to count goals
+            at a tighter tolerance than training did.
 
     Returns:
-        ``{"return": (mean, half_width, n), METRIC: (...)}``; the task metric when the
-        simulation's status function reports it with its standard deviation.
+        The return's and the task metric's means with 95% confidence intervals (the metric
+        when the recipe's metric signal reports one), and the distribution of a metric that
+        counts.
 
     Raises:
         UsageError: If ``source`` is neither a run nor a recipe given with ``weights``.
@@ -130,6 +246,10 @@ def evaluate(
         )
     if record is not None:
         settings["Record"] = "all"
+    if overrides:
+        recipe = dataclasses.replace(
+            recipe, simulation_overrides=(*recipe.simulation_overrides, *overrides)
+        )
     config = recipe.simulation_config(brain_settings=settings)
     returns: list[float] = []
     metrics: list[float] = []
@@ -170,10 +290,16 @@ def evaluate(
                     f"evaluate {source}: no episode finished within {steps} control steps "
                     f"in {cycle} tries; pass a longer --horizon"
                 )
-    result = {"return": _interval(returns)}
+    intervals = {"return": _interval(returns)}
+    values = {"return": returns}
+    distributions = {}
     if metrics:
-        result[recipe.metric] = _interval(metrics)
-    return result
+        intervals[recipe.metric] = _interval(metrics)
+        values[recipe.metric] = metrics
+        distribution = count_distribution(metrics)
+        if distribution is not None:
+            distributions[recipe.metric] = distribution
+    return Evaluation(intervals, distributions, values)
 
 
 def _open_recorder(path: Path | None) -> StepRecorder | None:
