@@ -285,3 +285,71 @@ def test_the_learned_body_engine_conforms(fitted: Fitted) -> None:
     engine = SurrogateEngine("physics")
     with pytest.raises(ValueError, match=r"^\[physics\] initialize: expected EngineTimestep"):
         engine.initialize({**section, "EngineTimestep": 0.015})
+
+
+ITERATE = f"""
+Simulation: {ARM}
+SimulationOverrides: ["EngineConfigs.EngineName:physics.EngineExtraConfigs.Worlds=8"]
+State:
+  - {{DataPack: hand_position, Names: [hand_x, hand_y], Columns: [0, 1]}}
+  - {{DataPack: hand_velocity, Names: [hand_vx, hand_vy], Columns: [0, 1]}}
+  - {{DataPack: muscle_activations, Names: [a1, a2, a3, a4, a5, a6]}}
+Collect: {{Sequences: 16, Steps: 20, Sharpness: 3.0}}
+Fit: {{Units: 16, Epochs: 3, BatchSize: 8, LearningRate: 0.01, HeldOut: 0.25}}
+Control:
+  Task: {{Name: center_out, Options: {{HoldS: 0.05, ReachS: 0.15}}}}
+  Position: [hand_x, hand_y]
+  Velocity: [hand_vx, hand_vy]
+  MovementS: 0.1
+  Units: 8
+  Iterations: 5
+  BatchSize: 8
+"""
+"""Two batches of 8 worlds per generation, 0.2 s reaches, tiny nets and budgets."""
+
+
+def test_iterate_keeps_every_generation_and_prints_the_table(tmp_path: Path) -> None:
+    config = tmp_path / "iterate.yaml"
+    config.write_text(ITERATE)
+    out = tmp_path / "generations"
+    result = neuroloop("surrogate", "iterate", config, "--generations", 3, "--out", out)
+    assert result.returncode == 0, result.stderr
+    table = json.loads((out / "generations.json").read_text())
+    fit = np.asarray(table["variance_explained"])
+    assert fit.shape == (3, 3, 2)  # ArmNet generation x data generation x (hand_x, hand_y)
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["ArmNet", "data", "0"]
+    for g in range(3):
+        row = next(line for line in lines if line.startswith(f"gen {g} ") and "%" in line)
+        shown = [float(cell) for cell in row.split()[2:] if cell != "%"]
+        np.testing.assert_allclose(shown, 100 * fit[g].ravel(), atol=0.006)
+    # The table's numbers are each saved ArmNet's fit on each saved dataset's held-out split
+    # (each generation's own net: generation 0's row is not the last net's).
+    data1 = Dataset.load(out / "gen1" / "data.npz")
+    _, held_out = split(16, 0.25, 0)
+    states = data1.states[held_out]
+    truth = states[:, 1:, 0]
+    for g in (0, 2):
+        net = ArmNet.load(out / f"gen{g}" / "armnet")
+        predicted = net.predict(states[:, 0], data1.inputs[held_out])[..., 0]
+        explained = 1 - np.sum((truth - predicted) ** 2) / np.sum((truth - truth.mean()) ** 2)
+        assert explained == pytest.approx(fit[g, 1, 0], abs=1e-4)
+    assert not np.allclose(fit[0], fit[2])
+    # --resume keeps complete generations: nothing is retrained, the table is the same.
+    again = neuroloop("surrogate", "iterate", config, "--generations", 3, "--out", out, "--resume")
+    assert again.returncode == 0, again.stderr
+    assert again.stderr.count(": kept from ") == 3
+    assert again.stdout == result.stdout
+    # Generations 1 and 2 are reaches of the previous controller from the centre: every
+    # sequence starts at rest, with inputs in [0, 1].
+    start = rest_state(load_surrogate_config(config))
+    for g in (1, 2):
+        data = Dataset.load(out / f"gen{g}" / "data.npz")
+        assert data.inputs.shape == (16, 20, 6) and data.states.shape == (16, 21, 10)
+        np.testing.assert_allclose(data.states[:, 0], np.broadcast_to(start, (16, 10)), atol=1e-5)
+        assert 0.0 <= data.inputs.min() and data.inputs.max() <= 1.0
+        assert ControllerNet.load(out / f"gen{g}" / "controller").units == 8
+    # Generation 1 continues from generation 0's ArmNet: different weights, same normaliser.
+    nets = [ArmNet.load(out / f"gen{g}" / "armnet") for g in range(2)]
+    np.testing.assert_array_equal(nets[0].normalizer.mean, nets[1].normalizer.mean)
+    assert not np.array_equal(nets[0].model.get_weights()[0], nets[1].model.get_weights()[0])

@@ -118,6 +118,15 @@ class ArmNet:
         )
         return self.normalizer.denormalize(normalised)
 
+    def with_l2(self, l2: float) -> ArmNet:
+        """This net (same weights, normaliser and body) with another L2 penalty."""
+        if l2 == self.l2:
+            return self
+        net = ArmNet(self.n_inputs, self.names, self.units, l2, self.normalizer, self.dt_s)
+        net.model.set_weights(self.model.get_weights())
+        net.body = dict(self.body)
+        return net
+
     def save(self, folder: Path, report: dict[str, Any] | None = None) -> None:
         """Write weights and metadata into ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,28 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     control.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
     control.set_defaults(handler=_control)
 
+    iterate = verbs.add_parser(
+        "iterate",
+        help="generations: collect with the controller -> fit ArmNet -> train the controller",
+    )
+    iterate.add_argument("config", type=Path, help="surrogate config with a Control section")
+    iterate.add_argument("--generations", type=_positive, required=True, help="generations K")
+    iterate.add_argument("--out", type=Path, required=True, help="folder for gen0 .. gen<K-1>")
+    iterate.add_argument("--sequences", type=_positive, help="per generation (Collect.Sequences)")
+    iterate.add_argument("--epochs", type=_positive, help="ArmNet epochs per generation")
+    iterate.add_argument("--iterations", type=_positive, help="controller iterations per gen.")
+    iterate.add_argument(
+        "--noise", type=float, default=0.05, help="input noise while collecting (default 0.05)"
+    )
+    iterate.add_argument("--data", type=Path, help="generation 0's dataset (skips collect)")
+    iterate.add_argument("--armnet", type=Path, help="generation 0's ArmNet (skips fit)")
+    iterate.add_argument("--controller", type=Path, help="generation 0's controller")
+    iterate.add_argument(
+        "--resume", action="store_true", help="keep the generations complete in --out"
+    )
+    iterate.add_argument("-o", "--override", action="append", default=[], metavar="KEY=VALUE")
+    iterate.set_defaults(handler=_iterate)
+
 
 def _positive(text: str) -> int:
     value = int(text)
@@ -191,5 +213,30 @@ def _control(args: argparse.Namespace) -> int:
     }
     controller.save(args.out, report)
     plot_paths(paths, goals, args.out / "trajectories.png", "ControllerNet on the body")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _iterate(args: argparse.Namespace) -> int:
+    from neuroloop.surrogate.generations import IterateSettings, iterate, write_table
+
+    config = _config(args)
+    settings = IterateSettings(
+        args.generations,
+        args.sequences,
+        args.epochs,
+        args.iterations,
+        args.noise,
+        args.data,
+        args.armnet,
+        args.controller,
+        args.resume,
+    )
+
+    def log(message: str) -> None:
+        print(f"[surrogate iterate] {message}", file=sys.stderr, flush=True)
+
+    generations = iterate(config, settings, args.out, log)
+    print(write_table(args.out, config, generations))
     print(f"wrote {args.out}")
     return 0

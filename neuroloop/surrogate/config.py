@@ -58,6 +58,8 @@ class FitSettings:
     """Adam learning rate."""
     l2: float
     """L2 penalty on every weight matrix."""
+    schedule: str
+    """Learning-rate schedule: ``constant`` or ``cosine``."""
     clip_norm: float
     """Global gradient norm clip."""
     held_out: float
@@ -90,6 +92,8 @@ class ControlSettings:
     """Adam learning rate."""
     effort: float
     """Weight of the mean squared input."""
+    noise: float
+    """Standard deviation of the input noise while training."""
     clip_norm: float
     """Global gradient norm clip."""
     seed: int
@@ -197,6 +201,7 @@ def load_surrogate_config(path: str | Path, overrides: Sequence[str] = ()) -> Su
             fit["BatchSize"],
             float(fit["LearningRate"]),
             float(fit["L2"]),
+            fit["Schedule"],
             float(fit["ClipNorm"]),
             float(fit["HeldOut"]),
             fit["Seed"],
@@ -214,6 +219,7 @@ def load_surrogate_config(path: str | Path, overrides: Sequence[str] = ()) -> Su
             control["BatchSize"],
             float(control["LearningRate"]),
             float(control["Effort"]),
+            float(control["Noise"]),
             float(control["ClipNorm"]),
             control["Seed"],
         ),

@@ -2,11 +2,14 @@
 with backpropagation through time through a frozen ArmNet, then run on the real body.
 
 Each control step the controller sees the visible target (the centre until the go cue,
-then the target; normalised like the state's positions) with the go cue, and the previous
-step's position and velocity (normalised state variables); it outputs every input in [0, 1]
-(sigmoid). The loss is the mean squared distance (cm^2) of the position from a straight
-line to the target, travelled with a minimum-jerk profile of ``MovementS`` from the go cue
-(the centre before it), plus ``Effort`` times the mean squared input.
+then the target; normalised like the state's positions) with the go cue, the error from the
+position to the visible target (scaled by the positions' standard deviations), and the
+previous step's position and velocity (normalised state variables); it outputs every input
+in [0, 1] (sigmoid). The error input makes holding and correcting a matter of the feedback,
+so the controller copes with a body that differs from the surrogate (the real arm); training
+noise on the inputs (``Noise``) exercises that. The loss is the mean squared distance (cm^2)
+of the position from a straight line to the target, travelled with a minimum-jerk profile of
+``MovementS`` from the go cue (the centre before it), plus ``Effort`` times the mean squared input.
 
 The task comes from the config's ``Control.Task``: ``goals(center) -> [K, 4]`` (target x, y,
 centre x, y of its K targets), ``hold_s``, ``trial_s`` and ``metrics(path, goal, dt_s)``.
@@ -35,8 +38,8 @@ from neuroloop.tasks import build_task
 WEIGHTS_FILE = "controller.npz"
 META_FILE = "controller.json"
 CM_PER_M = 100.0
-CUE_SIZE = 3
-"""Visible target x, y and the go cue."""
+CUE_SIZE = 5
+"""Visible target x, y, the go cue and the error x, y from the position to the target."""
 
 
 def minimum_jerk(phase: np.ndarray) -> np.ndarray:
@@ -151,14 +154,19 @@ class Loop:
         self.position_std = normalizer.std[position].astype(np.float32)
 
     def observed(self, cue: tf.Tensor, normal_state: tf.Tensor) -> tf.Tensor:
-        """Controller input ``[B, 3 + F]``: normalised cue and fed-back state variables."""
+        """Controller input ``[B, 5 + F]``: normalised cue, the error from the position to
+        the visible target, and the fed-back state variables."""
         visible = (cue[:, 0:2] - self.position_mean) / self.position_std
+        error = visible - tf.gather(normal_state, self.position, axis=1)
         fed = tf.gather(normal_state, self.feedback, axis=1)
-        return tf.concat([visible, cue[:, 2:3], fed], axis=1)
+        return tf.concat([visible, cue[:, 2:3], error, fed], axis=1)
 
-    def through_surrogate(self, initial: np.ndarray, cue: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        """Run ``T`` steps through the surrogate from normalised initial states ``[B, S]``:
-        ``(positions [T, B, 2] in metres, inputs [T, B, n])``."""
+    def through_surrogate(
+        self, initial: np.ndarray, cue: tf.Tensor, noise: tf.Tensor | None = None
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        """Run ``T`` steps through the surrogate from normalised initial states ``[B, S]``,
+        adding ``noise`` ``[T, B, n]`` to the inputs (then clipped to [0, 1]):
+        ``(positions [T, B, 2] in metres, inputs [T, B, n] as applied)``."""
         steps = tf.shape(cue)[0]
         state = tf.convert_to_tensor(initial)
         arm = self.armnet.start(state)
@@ -167,6 +175,8 @@ class Loop:
         inputs = tf.TensorArray(tf.float32, size=steps)
         for t in tf.range(steps):
             hidden, excitation = self.controller.step(hidden, self.observed(cue[t], state))
+            if noise is not None:
+                excitation = tf.clip_by_value(excitation + noise[t], 0.0, 1.0)
             arm, state = self.armnet.step(arm, excitation)
             position = tf.gather(state, self.position, axis=1) * self.position_std
             positions = positions.write(t, position + self.position_mean)
@@ -198,9 +208,11 @@ def train_controller(
     start: np.ndarray,
     *,
     iterations: int | None = None,
+    resume: ControllerNet | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> tuple[ControllerNet, list[float]]:
-    """Train a controller through the frozen ``armnet`` from state ``start`` ``[S]``.
+    """Train a controller (``resume``, or a new one) through the frozen ``armnet`` from
+    state ``start`` ``[S]``.
 
     Returns:
         The controller, and the loss on every target (one trial each, fixed) before training
@@ -211,7 +223,7 @@ def train_controller(
     rng = np.random.default_rng(settings.seed)
     position = config.indices(settings.position, "Control.Position")
     feedback = position + config.indices(settings.velocity, "Control.Velocity")
-    controller = ControllerNet(len(feedback), armnet.n_inputs, settings.units)
+    controller = resume or ControllerNet(len(feedback), armnet.n_inputs, settings.units)
     loop = Loop(controller, armnet, position, feedback)
     steps = round(task.trial_s / armnet.dt_s)
     center = start[position]
@@ -235,8 +247,10 @@ def train_controller(
 
     @tf.function
     def train_step(initial: tf.Tensor, cue: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
+        shape = (tf.shape(cue)[0], tf.shape(cue)[1], armnet.n_inputs)
+        noise = tf.random.normal(shape, stddev=settings.noise) if settings.noise > 0 else None
         with tf.GradientTape() as tape:
-            positions, inputs = loop.through_surrogate(initial, cue)
+            positions, inputs = loop.through_surrogate(initial, cue, noise)
             loss, _ = straight_line_loss(positions, reference, inputs, settings.effort)
         weights = controller.trainable_weights
         optimizer.apply_gradients(zip(tape.gradient(loss, weights), weights, strict=True))
@@ -279,19 +293,47 @@ def evaluate_closed_loop(
     steps = round(task.trial_s / dt_s)
     with Simulation(simulation, echo_engine_output=False, seed=0) as sim:
         body = Body(sim, config)
-        state = body.state()
-        goals = task.goals(state[0, position])
+        start = body.state()
+        goals = task.goals(start[0, position])
         trials = make_trials(goals, steps, dt_s, task.hold_s, settings.movement_s)
-        hidden = tf.zeros((targets, controller.units))
-        path = [state[:, position]]
-        for t in range(steps):
-            normal = tf.constant(armnet.normalizer.normalize(state))
-            cue = tf.constant(trials.cue[t], tf.float32)
-            hidden, excitation = controller.step(hidden, loop.observed(cue, normal))
-            state = body.step(np.asarray(excitation, dtype=np.float64))
-            path.append(state[:, position])
-    paths = np.stack(path)
+        _, states = run_on_body(body, loop, trials, start)
+    paths = states[:, :, position]
     return task.metrics(paths, goals, dt_s), paths, goals
+
+
+def run_on_body(
+    body: Body,
+    loop: Loop,
+    trials: Trials,
+    start: np.ndarray,
+    *,
+    noise: np.ndarray | None = None,
+    planned: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Drive the body through ``trials`` from its current state ``start`` ``[W, S]``:
+    closed loop (the controller sees the body's state) with ``noise`` ``[T, W, n]`` added to
+    its inputs (then clipped to [0, 1]), or open loop, replaying ``planned`` ``[T, W, n]``.
+
+    Returns:
+        The inputs applied ``[T, W, n]`` and the states ``[T + 1, W, S]``.
+    """
+    steps = trials.cue.shape[0]
+    hidden = tf.zeros((start.shape[0], loop.controller.units))
+    state, states, inputs = start, [start], []
+    for t in range(steps):
+        if planned is not None:
+            applied = planned[t]
+        else:
+            normal = tf.constant(loop.armnet.normalizer.normalize(state))
+            cue = tf.constant(trials.cue[t], tf.float32)
+            hidden, excitation = loop.controller.step(hidden, loop.observed(cue, normal))
+            applied = np.asarray(excitation, dtype=np.float64)
+            if noise is not None:
+                applied = np.clip(applied + noise[t], 0.0, 1.0)
+        state = body.step(applied)
+        inputs.append(applied)
+        states.append(state)
+    return np.stack(inputs), np.stack(states)
 
 
 def plot_paths(paths: np.ndarray, goals: np.ndarray, file: Path, title: str) -> None:

@@ -81,6 +81,18 @@ def evaluate(net: ArmNet, dataset: Dataset, indices: np.ndarray, epochs: int) ->
     )
 
 
+def learning_rate(
+    settings: FitSettings, batches: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """``Fit.LearningRate``, decayed along a cosine over ``batches`` gradient steps to 1 %
+    of it when ``Fit.Schedule`` is ``cosine``."""
+    if settings.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            settings.learning_rate, decay_steps=max(1, batches), alpha=0.01
+        )
+    return settings.learning_rate
+
+
 def fit_armnet(
     dataset: Dataset,
     settings: FitSettings,
@@ -89,6 +101,7 @@ def fit_armnet(
     units: int | None = None,
     checkpoint: Path | None = None,
     initial: ArmNet | None = None,
+    indices: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Callable[[int, dict[str, float]], None] | None = None,
 ) -> tuple[ArmNet, FitReport]:
     """Train an ArmNet on the training split of ``dataset``; report on the held-out split.
@@ -99,22 +112,30 @@ def fit_armnet(
         epochs: Overrides ``settings.epochs``.
         units: Overrides ``settings.units``.
         checkpoint: A folder the net is saved into after every epoch.
-        initial: A net to continue training (its normaliser and size are kept).
+        initial: A net to continue training (its weights, normaliser and size are kept;
+            its L2 penalty becomes ``settings.l2``).
+        indices: Training and held-out sequences; default ``split`` by ``settings``.
         progress: Called with the epoch (from 1) and its losses.
     """
     epochs = epochs or settings.epochs
     keras.utils.set_random_seed(settings.seed)
-    train, test = split(dataset.states.shape[0], settings.held_out, settings.seed)
-    net = initial or ArmNet(
-        dataset.inputs.shape[-1],
-        dataset.names,
-        units or settings.units,
-        settings.l2,
-        Normalizer.fit(dataset.states[train]),
-        dataset.dt_s,
-    )
+    train, test = indices or split(dataset.states.shape[0], settings.held_out, settings.seed)
+    if initial is not None:
+        net = initial.with_l2(settings.l2)
+    else:
+        net = ArmNet(
+            dataset.inputs.shape[-1],
+            dataset.names,
+            units or settings.units,
+            settings.l2,
+            Normalizer.fit(dataset.states[train]),
+            dataset.dt_s,
+        )
+    batches = epochs * -(-train.size // settings.batch_size)
     net.model.compile(
-        optimizer=keras.optimizers.Adam(settings.learning_rate, global_clipnorm=settings.clip_norm),
+        optimizer=keras.optimizers.Adam(
+            learning_rate(settings, batches), global_clipnorm=settings.clip_norm
+        ),
         loss="mse",
     )
 
