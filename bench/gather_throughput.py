@@ -155,13 +155,6 @@ def time_ceiling(physics: Physics, pool: ProcessPoolExecutor) -> Ceiling:
 # -- CPU accounting ------------------------------------------------------------------------------
 
 
-def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process so far (Linux ``/proc``)."""
-    with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def bare_cpu_ms(physics: Physics) -> float:
     """CPU milliseconds of one control step of the bare ``mj_step`` loop (one world)."""
     model = mujoco.MjModel.from_xml_path(str(physics.path))
@@ -207,7 +200,7 @@ def cpu_budget(recipe: Recipe, brain: str, overrides: Sequence[str], horizon: in
     """
     # Here, not at the top: the ceiling's pool processes import this module too.
     from neuroloop.simulation import Simulation
-    from neuroloop.training.gather import Gatherer, TrainingSignals
+    from neuroloop.training.gather import Gatherer, TrainingSignals, process_cpu_seconds
     from neuroloop.training.trainer import build_recipe_brain
 
     recipe = load_recipe(recipe.path, [*overrides, f"Brain={brain}"])
@@ -218,11 +211,11 @@ def cpu_budget(recipe: Recipe, brain: str, overrides: Sequence[str], horizon: in
         gatherer = Gatherer(simulation, signals, model.state_names)
         gatherer.gather(CPU_WARMUP_STEPS, CEILING_SEED)
         pids = {name: process.pid for name, process in simulation.processes.items()}
-        before = {name: process_cpu_s(pid) for name, pid in pids.items()}
+        before = {name: process_cpu_seconds(pid) for name, pid in pids.items()}
         started = time.process_time()
         gatherer.gather(horizon, CEILING_SEED + 1)
         roles = {"orchestrator": time.process_time() - started}
-        roles.update({name: process_cpu_s(pid) - before[name] for name, pid in pids.items()})
+        roles.update({name: process_cpu_seconds(pid) - before[name] for name, pid in pids.items()})
     world_steps = recipe.worlds * (horizon + 1)
     return CpuBudget(
         brain,
