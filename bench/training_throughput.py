@@ -241,7 +241,7 @@ def summarize(
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to mpiexec (which ends its ranks, and they their engines); never SIGKILL."""
+    """SIGTERM to a launch (mpiexec ends its ranks, and they their engines); never SIGKILL."""
     if process.poll() is not None:
         return
     process.send_signal(signal.SIGTERM)
@@ -249,10 +249,52 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(TERMINATE_GRACE_S)
     except subprocess.TimeoutExpired:
         print(
-            f"[training_throughput] mpiexec (pid {process.pid}) still running "
+            f"[training_throughput] pid {process.pid} still running "
             f"{TERMINATE_GRACE_S:.0f} s after SIGTERM; not killed",
             file=sys.stderr,
         )
+
+
+def run_training(
+    command: Sequence[str], run_dir: Path, output: Path, label: str, timeout_s: float
+) -> tuple[list[dict[str, Any]], tuple[float, float]]:
+    """Run a ``neuroloop train`` command line to its end; its cycle records, and the 1-minute
+    load average before and after.
+
+    The command runs from the repository root with one BLAS / TensorFlow thread per process
+    and no MPI variables of this process; its output goes to ``output``.
+
+    Raises:
+        TimeoutError: If it still runs after ``timeout_s`` (it is sent SIGTERM).
+        RuntimeError: If it exits with an error (the end of its output is shown).
+    """
+    load_before = os.getloadavg()[0]
+    with output.open("wb") as stream:
+        process = subprocess.Popen(
+            command,
+            cwd=REPOSITORY,
+            env=child_environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            status = process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            raise TimeoutError(
+                f"[training_throughput] {label}: still running after {timeout_s:.0f} s "
+                "(--timeout); sent SIGTERM"
+            ) from None
+        finally:
+            stop(process)
+    load_after = os.getloadavg()[0]
+    if status != 0:
+        tail = output.read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
+        raise RuntimeError(
+            f"[training_throughput] {label}: exited with {status}. Output (end):\n{tail}"
+        )
+    lines = (run_dir / PROGRESS).read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()], (load_before, load_after)
 
 
 def run_mpi(overrides: Sequence[str], directory: Path, timeout_s: float) -> RunResult:
@@ -274,36 +316,9 @@ def run_mpi(overrides: Sequence[str], directory: Path, timeout_s: float) -> RunR
     ]
     for override in overrides:
         command += ["-o", override]
-    output = directory / "mpi_output.txt"
-    load_before = os.getloadavg()[0]
-    with output.open("wb") as stream:
-        process = subprocess.Popen(
-            command,
-            cwd=REPOSITORY,
-            env=child_environment(),
-            stdin=subprocess.DEVNULL,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            status = process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            raise TimeoutError(
-                f"[training_throughput] {PROCESSES}-process run: still running after "
-                f"{timeout_s:.0f} s (--timeout); sent mpiexec SIGTERM"
-            ) from None
-        finally:
-            stop(process)
-    load_after = os.getloadavg()[0]
-    if status != 0:
-        tail = output.read_text(errors="replace")[-OUTPUT_TAIL_CHARS:]
-        raise RuntimeError(
-            f"[training_throughput] {PROCESSES}-process run: mpiexec exited with {status}. "
-            f"Output (end):\n{tail}"
-        )
-    lines = (run_dir / PROGRESS).read_text().splitlines()
-    records = [json.loads(line) for line in lines if line.strip()]
-    return summarize(f"{PROCESSES} processes (mpiexec)", records, (load_before, load_after))
+    label = f"{PROCESSES}-process run"
+    records, load = run_training(command, run_dir, directory / "mpi_output.txt", label, timeout_s)
+    return summarize(f"{PROCESSES} processes (mpiexec)", records, load)
 
 
 def run_in_process(recipe: Recipe, directory: Path) -> tuple[RunResult, ChunkKeepingTrainer]:

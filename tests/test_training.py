@@ -50,12 +50,18 @@ def test_train_writes_monitor_checkpoints_and_tensorboard(two_cycles: Path) -> N
         "approx_kl",
         "clip_fraction",
         "gather_s",
+        "gather_cpu_s",
+        "gather_cores",
         "optimize_s",
         "env_steps_per_s",
         "peak_memory_mib",
         "return_std",
     ):
         assert isinstance(records[-1][key], float), key
+    # The orchestrator alone spends CPU time on every control step.
+    for record in records:
+        cpu, cores = record["gather_cpu_s"], record["gather_cores"]
+        assert isinstance(cpu, float) and isinstance(cores, float) and cpu > 0 and cores > 0
     assert (two_cycles / "checkpoints" / "latest.npz").is_file()
     assert list((two_cycles / "tensorboard").iterdir())
     recipe = json.loads((two_cycles / "recipe.json").read_text())
@@ -157,7 +163,8 @@ def test_a_brain_without_input_normalization_trains(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["pendulum", "reach", "reach_cortical", "freereach", "manipulate_block"]
+    "name",
+    ["pendulum", "reach", "reach_fast", "reach_cortical", "freereach", "manipulate_block"],
 )
 def test_shipped_recipes_load_and_wire_their_simulation(name: str) -> None:
     recipe = load_recipe(REPO / "experiments" / f"{name}.yaml")

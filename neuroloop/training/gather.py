@@ -14,6 +14,9 @@ See ``neuroloop.training.advantages`` for the layout.
 
 from __future__ import annotations
 
+import math
+import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -29,6 +32,21 @@ BRAIN_OUTPUTS = ("action", "log_prob", "value")
 REWARD = DataPackIdentifier("reward", "physics")
 TERMINATED = DataPackIdentifier("terminated", "physics")
 TRUNCATED = DataPackIdentifier("truncated", "physics")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds process ``pid`` has used (Linux ``/proc``).
+
+    Returns:
+        NaN where ``/proc`` is missing or the process has gone.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            # After the command name in parentheses: utime and stime are fields 14 and 15.
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return math.nan
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass(frozen=True)
@@ -140,6 +158,9 @@ class Gatherer:
         for identifier in self.extras:
             if identifier.name in simulation.datapack_names.get(identifier.engine_name, ()):
                 simulation.loop.request(identifier.engine_name, [identifier.name])
+        self.last_cpu_s = math.nan
+        """CPU seconds the last gathering took in this process (every thread) and in the
+        engine processes the simulation started (NaN where they cannot be read)."""
         self._last: _Step | None = None
         self._state: dict[str, np.ndarray] | None = None
         self._weights: np.ndarray | None = None
@@ -156,11 +177,18 @@ class Gatherer:
             self.simulation.set_datapack("weights", self.signals.brain, self._weights)
         self._last = None
         self._state = None
+        cpu_before = self._cpu_seconds()
         steps = [self._control_step() for _ in range(horizon + 1)]
+        self.last_cpu_s = self._cpu_seconds() - cpu_before
         self.last_extras = {
             key: np.stack([s.extras[key] for s in steps]) for key in steps[0].extras
         }
         return _stack(steps)
+
+    def _cpu_seconds(self) -> float:
+        """CPU seconds so far of this process and of the simulation's engine processes."""
+        engines = self.simulation.processes.values()
+        return time.process_time() + sum(process_cpu_seconds(p.pid) for p in engines)
 
     def _receive(self, time_ns: int, sent: Mapping[str, DataPackValue]) -> None:
         self._sent = sent

@@ -404,6 +404,10 @@ class Trainer:
 
         self._update_observation_statistics(rollout)
         episodes = cycle_episodes(comm, rollout, recipe.metric)
+        # Cores the gathering kept busy: every rank's CPU seconds over its own wall time.
+        gather_cpu_s, gather_cores = comm.allreduce_sum(
+            [gatherer.last_cpu_s, gatherer.last_cpu_s / max(gather_s, 1e-9)]
+        )
         self.env_steps += episodes["steps"]
         self.cycle += 1
         record: dict[str, Any] = {
@@ -417,6 +421,8 @@ class Trainer:
             **{key: float(value) for key, value in metrics.items()},
             "return_std": float(np.sqrt(self.statistics[RETURNS].var)),
             "gather_s": gather_s,
+            "gather_cpu_s": float(gather_cpu_s),
+            "gather_cores": float(gather_cores),
             "optimize_s": optimize_s,
             "env_steps_per_s": episodes["steps"] / max(gather_s, 1e-9) / comm.size,
             "samples_per_s": float(mask.sum()) * ppo.epochs / max(optimize_s, 1e-9),
