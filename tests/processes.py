@@ -85,3 +85,9 @@ def engine_command(engine: str, name: str) -> list[str]:
         "--parent-pid",
         str(os.getpid()),
     ]
+
+
+def progress(run_dir: Path) -> list[dict[str, Any]]:
+    """A training run's ``progress.jsonl``, one record per cycle."""
+    lines = (run_dir / "progress.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]

@@ -7,14 +7,13 @@ two cycles beside a run stopped after one cycle and resumed for the second.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from neuroloop.training.checkpoint import load_checkpoint
-from tests.processes import REPO, run_neuroloop
+from tests.processes import REPO, progress, run_neuroloop
 
 BLOCK = REPO / "experiments" / "manipulate_block.yaml"
 SMALL = (
@@ -32,10 +31,6 @@ SMALL = (
     "PPO.ChunkLength=8",
     "--quiet",
 )
-
-
-def progress(run_dir: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,12 @@ from neuroloop.plugins.engines.keras_brain import KerasBrainEngine
 from neuroloop.training.checkpoint import TrainingState, load_checkpoint, save_checkpoint
 from neuroloop.training.monitor import reconcile_progress
 from neuroloop.training.recipe import load_recipe
+from tests.processes import progress
 from tests.processes import run_neuroloop as neuroloop
 
 REPO = Path(__file__).resolve().parents[1]
 PENDULUM = REPO / "experiments" / "pendulum.yaml"
 TINY = ("-o", "Horizon=64", "-o", "PPO.Epochs=2", "-o", "PPO.Minibatches=2", "--quiet")
-
-
-def progress(run_dir: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in (run_dir / "progress.jsonl").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
