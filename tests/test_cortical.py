@@ -275,3 +275,22 @@ def test_an_lif_cortical_brain_round_trips_through_a_saved_model(tmp_path: Path)
     before, after = brain.joint(inputs), loaded(inputs)
     for key in before:
         np.testing.assert_allclose(after[key], before[key], atol=1e-5)
+
+
+def test_the_shipped_cortical_reach_brain_loads_and_acts_in_the_control_range() -> None:
+    from neuroloop.brain.trained import load_weights_file
+
+    brain = load_weights_file(REPO / "experiments" / "trained" / "reach_cortical.weights.h5")
+    names = {layer.name for layer in brain.brain.policy.layers}
+    assert {"somatosensory", "parietal", "premotor", "motor"} <= names
+    assert "visual" not in names  # reach has no camera: the module and its edge are left out
+    rng = np.random.default_rng(0)
+    sensation = {
+        name: rng.normal(size=(3, *shape)).astype(np.float32)
+        for name, shape in brain.input_shapes.items()
+    }
+    action, state, _ = brain.step(sensation)
+    assert action.shape == (3, 20)
+    assert np.all((action >= 0) & (action <= 1))  # Beta modes, mapped to ranges by the body
+    again, _, _ = brain.step(sensation, state)
+    assert not np.allclose(action, again)  # the LSTM state carries the first step
