@@ -161,7 +161,16 @@ def test_a_brain_without_input_normalization_trains(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["pendulum", "reach", "reach_fast", "reach_cortical", "freereach", "manipulate_block"],
+    [
+        "pendulum",
+        "reach",
+        "reach_fast",
+        "reach_cortical",
+        "freereach",
+        "manipulate_block",
+        "manipulate_block_rotate_z",
+        "manipulate_block_vision",
+    ],
 )
 def test_shipped_recipes_load_and_wire_their_simulation(name: str) -> None:
     recipe = load_recipe(REPO / "experiments" / f"{name}.yaml")
