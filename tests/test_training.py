@@ -63,6 +63,22 @@ def test_train_writes_monitor_checkpoints_and_tensorboard(two_cycles: Path) -> N
     assert list((two_cycles / "tensorboard").iterdir())
     recipe = json.loads((two_cycles / "recipe.json").read_text())
     assert recipe["Horizon"] == 64 and recipe["Cycles"] == 2
+    assert recipe["PPO"]["LearningRateSchedule"] == "constant"
+    assert [r["learning_rate"] for r in records] == [recipe["PPO"]["LearningRate"]] * 2
+
+
+def test_a_linear_schedule_anneals_the_learning_rate_to_zero_over_the_cycles(
+    tmp_path: Path,
+) -> None:
+    run_dir = tmp_path / "linear"
+    linear = ("-o", "PPO.LearningRate=0.003", "-o", "PPO.LearningRateSchedule=linear")
+    result = neuroloop("train", PENDULUM, "--cycles", "3", "--run-dir", run_dir, *linear, *TINY)
+    assert result.returncode == 0, result.stderr
+    rates = [r["learning_rate"] for r in progress(run_dir)]
+    assert rates == pytest.approx([0.003, 0.002, 0.001], rel=1e-12)
+    # The optimizer took the annealed rate: its saved learning-rate variable is the last one.
+    state = load_checkpoint(run_dir / "checkpoints" / "latest.npz")
+    assert any(v.shape == () and np.isclose(v, 0.001) for v in state.optimizer)
 
 
 def test_resumed_run_repeats_the_uninterrupted_cycle(two_cycles: Path, tmp_path: Path) -> None:

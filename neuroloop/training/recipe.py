@@ -56,6 +56,8 @@ class PPOSettings:
     """Minibatches per epoch (whole TBPTT chunks)."""
     learning_rate: float
     """Adam learning rate."""
+    learning_rate_schedule: str
+    """``constant`` or ``linear`` (annealed to 0 over the recipe's cycles)."""
     max_grad_norm: float
     """Global gradient norm clip."""
     chunk_length: int
@@ -222,6 +224,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> Recipe:
             epochs=ppo["Epochs"],
             minibatches=ppo["Minibatches"],
             learning_rate=ppo["LearningRate"],
+            learning_rate_schedule=ppo["LearningRateSchedule"],
             max_grad_norm=ppo["MaxGradNorm"],
             chunk_length=ppo["ChunkLength"],
         ),

@@ -398,6 +398,8 @@ class Trainer:
         chunks = self._chunks(rollout, advantages, returns, mask)
 
         started = time.perf_counter()
+        learning_rate = self._learning_rate()
+        self.optimizer.learning_rate = learning_rate
         metrics = self._optimize(chunks)
         optimize_s = time.perf_counter() - started
         check_finite(metrics, self.cycle + 1, comm.is_root)
@@ -419,6 +421,7 @@ class Trainer:
             "metric": episodes["metric"],
             "metric_name": recipe.metric,
             **{key: float(value) for key, value in metrics.items()},
+            "learning_rate": learning_rate,
             "return_std": float(np.sqrt(self.statistics[RETURNS].var)),
             "gather_s": gather_s,
             "gather_cpu_s": float(gather_cpu_s),
@@ -447,6 +450,16 @@ class Trainer:
         if drift:
             assign_flat_weights(self.brain.joint, root)
         return root, float(self.comm.allreduce_sum([drift])[0])
+
+    def _learning_rate(self) -> float:
+        """This cycle's learning rate: ``PPO.LearningRate``, annealed linearly to 0 over the
+        recipe's cycles with ``LearningRateSchedule: linear`` (from the cycle number alone,
+        so a resumed run continues the schedule)."""
+        ppo = self.recipe.ppo
+        if ppo.learning_rate_schedule == "constant":
+            return ppo.learning_rate
+        remaining = max(1.0 - self.cycle / self.recipe.cycles, 0.0)
+        return ppo.learning_rate * remaining
 
     def _scaled_rewards(self, rollout: Rollout) -> np.ndarray:
         """Rewards ``[T + 1, W]`` divided by the running std of the discounted return."""
