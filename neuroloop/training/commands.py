@@ -197,12 +197,16 @@ def _train(args: argparse.Namespace, between_cycles: Callable[[], None]) -> int:
     records = trainer.train(between_cycles=between_cycles)
     if comm.is_root and records:
         last = records[-1]
-        figures = [f"mean return {last['mean_return']:.4g}"]
-        if recipe.metric != "mean_return":
-            figures.append(f"{recipe.metric} {last['metric']:.4g}")
+        if last["episodes"]:
+            figures = [f"mean return {last['mean_return']:.4g}"]
+            if recipe.metric != "mean_return":
+                figures.append(f"{recipe.metric} {last['metric']:.4g}")
+            ended = f"episodes ending in the last cycle: {', '.join(figures)}"
+        else:
+            ended = "no episode ended in the last cycle (a longer Horizon would end some)"
         print(
             f"trained {last['cycle']} cycles ({last['env_steps']:,} env steps) into {run_dir}; "
-            f"episodes ending in the last cycle: {', '.join(figures)}"
+            f"{ended}"
         )
     return 0
 
