@@ -9,6 +9,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import jsonschema
 import keras
 import numpy as np
@@ -116,6 +117,9 @@ def test_collect_then_fit_beats_the_mean_predictor(fitted: Fitted) -> None:
     mse = float(np.mean((normal(states[:, 1:]) - normal(predicted)) ** 2))
     assert mse == pytest.approx(report["mse"], rel=1e-3)
     assert "hand_x" in fitted.stdout and "variance explained" in fitted.stdout
+    # The weights file holds the net alone (no optimizer state).
+    with h5py.File(fitted.armnet / "armnet.weights.h5") as weights:
+        assert "optimizer" not in weights and "layers" in weights
     # --evaluate reports the saved net again, unchanged, without training.
     again = neuroloop(
         "surrogate",

@@ -120,8 +120,10 @@ class ArmNet:
 
     def with_l2(self, l2: float) -> ArmNet:
         """This net (same weights, normaliser and body) with another L2 penalty."""
-        if l2 == self.l2:
-            return self
+        return self if l2 == self.l2 else self._rebuilt(l2)
+
+    def _rebuilt(self, l2: float) -> ArmNet:
+        """A fresh (uncompiled) net with this one's weights, normaliser and body."""
         net = ArmNet(self.n_inputs, self.names, self.units, l2, self.normalizer, self.dt_s)
         net.model.set_weights(self.model.get_weights())
         net.body = dict(self.body)
@@ -130,7 +132,10 @@ class ArmNet:
     def save(self, folder: Path, report: dict[str, Any] | None = None) -> None:
         """Write weights and metadata into ``folder``."""
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_weights(folder / WEIGHTS_FILE)
+        # A compiled model's weights file would also hold its optimizer's state (twice the
+        # weights again), which nothing reads: fit --resume starts a fresh optimizer.
+        plain = self._rebuilt(self.l2) if getattr(self.model, "optimizer", None) else self
+        plain.model.save_weights(folder / WEIGHTS_FILE)
         meta = {
             "n_inputs": self.n_inputs,
             "names": list(self.names),
