@@ -318,6 +318,9 @@ def test_the_rotate_z_recipe_loads_and_wires_its_simulation() -> None:
     assert brain.extra["Brain"] == "lstm" and brain.extra["InputShapes"]["goal"] == [15]
     assert recipe.metric == "consecutive_goals_reached"
     assert recipe.horizon > 8.0 / config.timestep_ns * 1e9  # a goal's timeout fits a cycle
+    # The recipe drops the config's time penalty (a cube left lying cost as much as a drop).
+    assert config.document["Task"]["RewardWeights"]["time"] == 0
+    assert config.document["Task"]["RewardWeights"]["drop"] == 20.0
 
 
 def test_evaluate_reports_the_cgr_distribution_of_a_block_run(tmp_path: Path) -> None:
