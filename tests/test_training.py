@@ -338,6 +338,27 @@ def test_no_readable_checkpoint_is_one_line_for_train_export_and_evaluate(
         assert "latest.npz is damaged (EOFError: No data left in file)" in result.stderr
 
 
+def test_a_cycle_number_picks_that_periodic_checkpoint(periodic: Path, tmp_path: Path) -> None:
+    from neuroloop.training.export import load_brain
+
+    output = tmp_path / "cycle1.weights.h5"
+    exported = neuroloop("export", periodic, "--checkpoint", "1", "--output", output)
+    assert exported.returncode == 0, exported.stderr
+    got = load_brain(output).brain.joint.get_weights()
+    cycles = [load_checkpoint(periodic / "checkpoints" / f"cycle_0000{n}.npz") for n in (1, 2)]
+    assert not all(np.array_equal(a, b) for a, b in zip(*(c.weights for c in cycles), strict=True))
+    for a, b in zip(got, cycles[0].weights, strict=True):
+        np.testing.assert_array_equal(a, b)
+    missing = neuroloop("evaluate", periodic, "--checkpoint", "3", "--episodes", "1")
+    assert missing.returncode == 2
+    assert "checkpoints/cycle_00003.npz (it has 2 periodic checkpoints, cycle_00001.npz to " in (
+        missing.stderr
+    )
+    bad = neuroloop("evaluate", periodic, "--checkpoint", "first")
+    assert bad.returncode == 2
+    assert "expected best, latest or a cycle number. Received: 'first'" in bad.stderr
+
+
 def test_a_progress_line_lost_to_a_kill_is_rebuilt_from_the_checkpoint(
     periodic: Path, tmp_path: Path
 ) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 from neuroloop.errors import UsageError
 from neuroloop.shipped import RECIPE, WEIGHTS, resolve
+from neuroloop.training.checkpoint import CHECKPOINT_HELP, checkpoint_choice
 
 RECORDING_FILE = "recording.npz"
 """Where ``analyze`` records the episodes it runs, inside the output folder."""
@@ -28,7 +29,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     analyze.add_argument(
         "--episodes", type=int, default=50, help="episodes to record (run or weights; default 50)"
     )
-    analyze.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    analyze.add_argument(
+        "--checkpoint", default="best", type=checkpoint_choice, help=CHECKPOINT_HELP
+    )
     analyze.add_argument(
         "-o", "--output", type=Path, required=True, help="folder for report.html and metrics.json"
     )

@@ -16,6 +16,7 @@ run that still reads.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import tempfile
@@ -41,6 +42,35 @@ DAMAGE = (EOFError, zipfile.BadZipFile, ValueError, KeyError)
 """What ``np.load`` and reading the archive raise for a damaged file: ``EOFError`` (empty),
 ``BadZipFile`` (truncated, bad CRC), ``ValueError`` (neither zip nor npy: pickled or garbage
 bytes; or unreadable JSON), ``KeyError`` (an entry missing)."""
+
+
+CHECKPOINT_HELP = (
+    "best, latest, or a cycle number: the periodic checkpoint of that cycle "
+    "(Checkpoint.Every in the recipe)"
+)
+"""The ``--checkpoint`` help of the commands that read a run's brain."""
+
+
+def checkpoint_choice(text: str) -> str:
+    """``--checkpoint``'s value: ``"best"``, ``"latest"`` or a cycle number, as given.
+
+    Raises:
+        argparse.ArgumentTypeError: For anything else (argparse prints it as the usage error).
+    """
+    if text in ("best", "latest") or (text.isdigit() and int(text) > 0):
+        return text
+    raise argparse.ArgumentTypeError(f"expected best, latest or a cycle number. Received: {text!r}")
+
+
+def checkpoint_file(run_dir: Path, which: str) -> Path:
+    """The checkpoint ``which`` (``"best"``, ``"latest"`` or a cycle number) of ``run_dir``."""
+    if which == "best":
+        name = BEST
+    elif which == "latest":
+        name = LATEST
+    else:
+        name = PERIODIC.format(cycle=int(which))
+    return run_dir / CHECKPOINTS / name
 
 
 class DamagedCheckpointError(UsageError):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from neuroloop.errors import UsageError
 from neuroloop.shipped import RECIPE, WEIGHTS, resolve
+from neuroloop.training.checkpoint import CHECKPOINT_HELP, checkpoint_choice
 
 if TYPE_CHECKING:
     from neuroloop.training.checkpoint import TrainingState
@@ -76,7 +77,9 @@ def add_commands(
     )
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes to evaluate")
     evaluate.add_argument("--deterministic", action="store_true", help="act on the policy's mode")
-    evaluate.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    evaluate.add_argument(
+        "--checkpoint", default="best", type=checkpoint_choice, help=CHECKPOINT_HELP
+    )
     evaluate.add_argument("--horizon", type=int, help="control steps per gathering")
     evaluate.add_argument(
         "--video",
@@ -113,7 +116,9 @@ def add_commands(
     )
     export.add_argument("run_dir", type=Path, help="a training run directory")
     export.add_argument("--output", type=Path, required=True, help="the .weights.h5 file")
-    export.add_argument("--checkpoint", default="best", choices=("best", "latest"))
+    export.add_argument(
+        "--checkpoint", default="best", type=checkpoint_choice, help=CHECKPOINT_HELP
+    )
     export.set_defaults(handler=_export)
 
     plot = commands.add_parser("plot", help="plot learning curves of runs into a PNG")

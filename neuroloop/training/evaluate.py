@@ -26,7 +26,13 @@ from neuroloop.errors import UsageError
 from neuroloop.recording import LAYER_PREFIX, StepRecorder
 from neuroloop.simulation import Simulation
 from neuroloop.tasks import build_task
-from neuroloop.training.checkpoint import BEST, CHECKPOINTS, LATEST, TrainingState, load_checkpoint
+from neuroloop.training.checkpoint import (
+    CHECKPOINTS,
+    PERIODIC_GLOB,
+    TrainingState,
+    checkpoint_file,
+    load_checkpoint,
+)
 from neuroloop.training.gather import Gatherer, Rollout, TrainingSignals
 from neuroloop.training.recipe import Recipe, load_recipe
 from neuroloop.training.trainer import RECIPE_FILE, build_recipe_brain, episode_statistics
@@ -176,18 +182,27 @@ def confidence_interval(mean: float, std: float, n: int) -> tuple[float, float, 
 
 
 def load_run(run_dir: Path, which: str, command: str) -> tuple[Recipe, TrainingState]:
-    """The recipe and the ``"best"`` or ``"latest"`` checkpoint of training run ``run_dir``.
+    """The recipe and the checkpoint ``which`` of training run ``run_dir``.
+
+    ``which`` is ``"best"``, ``"latest"`` or a cycle number (that cycle's periodic
+    checkpoint).
 
     Raises:
         UsageError: If ``run_dir`` lacks the recipe or that checkpoint (``command`` is named
             in the message).
     """
     recipe_path = run_dir / RECIPE_FILE
-    checkpoint = run_dir / CHECKPOINTS / (BEST if which == "best" else LATEST)
+    checkpoint = checkpoint_file(run_dir, which)
     if not recipe_path.is_file() or not checkpoint.is_file():
+        periodic = sorted(path.name for path in (run_dir / CHECKPOINTS).glob(PERIODIC_GLOB))
+        kept = (
+            f" (it has {len(periodic)} periodic checkpoints, {periodic[0]} to {periodic[-1]})"
+            if periodic
+            else ""
+        )
         raise UsageError(
             f"{command} {run_dir}: expected a training run with {RECIPE_FILE} and "
-            f"{CHECKPOINTS}/{checkpoint.name}"
+            f"{CHECKPOINTS}/{checkpoint.name}{kept}"
         )
     return load_recipe(recipe_path), load_checkpoint(checkpoint)
 
@@ -209,7 +224,7 @@ def evaluate(
             recipe file together with ``weights``.
         episodes: Episodes to finish (at least).
         deterministic: Act on the policy's mode instead of sampling.
-        which: ``"best"`` or ``"latest"`` checkpoint of a run.
+        which: ``"best"``, ``"latest"`` or a cycle number (a periodic checkpoint) of a run.
         horizon: Control steps per gathering (default: the recipe's Horizon); episodes
             longer than this never finish.
         weights: A ``.weights.h5`` file (``neuroloop export``) to evaluate on the task of
