@@ -360,9 +360,29 @@ def test_evaluate_reports_the_cgr_distribution_of_a_block_run(tmp_path: Path) ->
     assert evaluated.returncode == 0, evaluated.stderr
     assert "consecutive_goals_reached distribution over 2 episodes: mean 50.00" in evaluated.stdout
     assert "95% of episodes in [50, 50]" in evaluated.stdout
-    cgr = json.loads(report.read_text())["consecutive_goals_reached"]
+    document = json.loads(report.read_text())
+    cgr = document["consecutive_goals_reached"]
     assert cgr["values"] == [50.0, 50.0]
     assert cgr["distribution"]["histogram"] == [{"low": 50, "high": 50, "episodes": 2}]
+    assert document["evaluated"] == {
+        "source": str(run_dir),
+        "checkpoint": "latest",
+        "cycle": 1,
+        "env_steps": 16,  # 2 worlds x 8 steps
+        "deterministic": False,
+        "horizon": 60,
+        "overrides": ["Task.Options.SuccessRotation=3.2"],
+    }
+    # The learning curves with the evaluation drawn at its checkpoint's steps.
+    png = tmp_path / "curves.png"
+    plotted = neuroloop("plot", run_dir, "--evaluations", report, "--output", png)
+    assert plotted.returncode == 0, plotted.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = neuroloop("plot", run_dir, "--evaluations", run_dir / "recipe.json")
+    assert refused.returncode == 2
+    assert f"{run_dir / 'recipe.json'}: expected the --json of neuroloop evaluate RUN" in (
+        refused.stderr
+    )
 
 
 def _actuator_travel(*overrides: str) -> float:

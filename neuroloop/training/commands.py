@@ -130,6 +130,15 @@ def add_commands(
         "runs; runs whose recipes differ only in Seed are drawn as their mean and 95%% interval",
     )
     plot.add_argument("--output", type=Path, default=Path("learning_curves.png"))
+    plot.add_argument(
+        "--evaluations",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="FILE.json",
+        help="results of neuroloop evaluate RUN --checkpoint CYCLE --json FILE, drawn on the "
+        "metric's panel at their checkpoints' environment steps",
+    )
     plot.set_defaults(handler=_plot)
 
 
@@ -354,10 +363,14 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _plot(args: argparse.Namespace) -> int:
-    from neuroloop.training.monitor import find_runs, group_runs, plot_runs
+    from neuroloop.training.monitor import find_runs, group_runs, plot_runs, read_evaluations
 
     try:
-        output = plot_runs(args.run_dirs, args.output)
+        evaluations = read_evaluations(args.evaluations)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    try:
+        output = plot_runs(args.run_dirs, args.output, evaluations)
         groups = group_runs(find_runs(args.run_dirs))
     except FileNotFoundError as error:
         raise UsageError(str(error)) from None

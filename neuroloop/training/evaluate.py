@@ -13,7 +13,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,9 @@ class Evaluation:
     """Count metrics' distributions by name (``count_distribution``)."""
     values: dict[str, list[float]]
     """Every finished episode's return and metric, by name."""
+    evaluated: dict[str, Any] = field(default_factory=dict)
+    """What was evaluated, how: the source, the checkpoint with its cycle and environment
+    steps (a run's), the weights file, ``deterministic``, ``horizon`` and ``overrides``."""
 
     def lines(self) -> list[str]:
         """The evaluation as terminal text."""
@@ -159,6 +162,8 @@ class Evaluation:
             }
             if name in self.distributions:
                 report[name]["distribution"] = self.distributions[name].to_json()
+        if self.evaluated:
+            report["evaluated"] = self.evaluated
         return report
 
 
@@ -246,12 +251,15 @@ def evaluate(
         UsageError: If ``source`` is neither a run nor a recipe given with ``weights``.
     """
     settings: dict[str, object] = {"Deterministic": deterministic}
+    evaluated: dict[str, Any] = {"source": str(source)}
     flat = None
     if weights is None:
         recipe, state = load_run(source, which, "evaluate")
         flat = flatten(state.weights)
+        evaluated.update(checkpoint=which, cycle=state.cycle, env_steps=state.env_steps)
     elif source.is_file():
         recipe = load_recipe(source)
+        evaluated["weights"] = str(weights)
         settings["Weights"] = str(weights.resolve())
         settings.update(weights_architecture(weights))
     else:
@@ -289,6 +297,7 @@ def evaluate(
             )
             _record_meta(recorder, simulation, recipe.brain_engine, brain_extra, flat)
         steps = recipe.horizon if horizon is None else horizon
+        evaluated.update(deterministic=deterministic, horizon=steps, overrides=list(overrides))
         cycle = 0
         while len(returns) < episodes:
             rollout = gatherer.gather(steps, EVALUATION_SEED + cycle)
@@ -314,7 +323,7 @@ def evaluate(
         distribution = count_distribution(metrics)
         if distribution is not None:
             distributions[recipe.metric] = distribution
-    return Evaluation(intervals, distributions, values)
+    return Evaluation(intervals, distributions, values, evaluated)
 
 
 def _open_recorder(path: Path | None) -> StepRecorder | None:

@@ -15,6 +15,7 @@ import resource
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -279,11 +280,54 @@ def _mean_and_interval(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
     return mean, quantile * stacked.std(axis=0, ddof=1) / math.sqrt(n)
 
 
-def plot_runs(paths: Sequence[Path], output: Path) -> Path:
+@dataclass(frozen=True)
+class EvaluatedPoint:
+    """One ``neuroloop evaluate RUN --json`` result: the checkpoint's environment steps and
+    the evaluated metric's mean with its 95% interval."""
+
+    env_steps: int
+    mean: float
+    half_width: float
+    label: str
+
+
+def read_evaluations(files: Sequence[Path]) -> list[EvaluatedPoint]:
+    """The metric of each ``neuroloop evaluate RUN --json`` file, at its checkpoint's steps.
+
+    Points are labelled by run, sampled or deterministic actions, and config overrides.
+
+    Raises:
+        ValueError: If a file is not such a result (names the file and what was expected).
+    """
+    points = []
+    for file in files:
+        try:
+            report = json.loads(Path(file).read_text())
+            evaluated = report["evaluated"]
+            env_steps = int(evaluated["env_steps"])
+            [metric] = [k for k in report if k not in ("return", "evaluated")]
+            mean = float(report[metric]["mean"])
+            half = report[metric]["ci95_half_width"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{file}: expected the --json of neuroloop evaluate RUN with a task metric "
+                f"({type(error).__name__}: {error})"
+            ) from None
+        policy = "deterministic" if evaluated.get("deterministic") else "sampled"
+        shown = [Path(evaluated.get("source", "")).name, policy, *evaluated.get("overrides", [])]
+        points.append(EvaluatedPoint(env_steps, mean, float(half or 0.0), ", ".join(shown)))
+    return points
+
+
+def plot_runs(
+    paths: Sequence[Path], output: Path, evaluations: Sequence[EvaluatedPoint] = ()
+) -> Path:
     """Draw the learning curves of the runs in ``paths`` into the PNG ``output``.
 
     Runs whose recipes differ only in their Seed are one setting: drawn as the mean over
-    seeds with its 95% interval (Student t), against environment steps.
+    seeds with its 95% interval (Student t), against environment steps. ``evaluations``
+    (``read_evaluations``) are drawn on the metric's panel as points with their 95%
+    intervals, joined by label.
 
     Raises:
         FileNotFoundError: If a path holds no training run.
@@ -312,6 +356,8 @@ def plot_runs(paths: Sequence[Path], output: Path) -> Path:
                 axis.fill_between(
                     steps, mean - half, mean + half, color=line.get_color(), alpha=0.2
                 )
+        if key == "metric":
+            _draw_evaluations(axis, evaluations)
         axis.set_ylabel(CURVES[key] or " / ".join(metric_names) or "task metric")
         axis.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("environment steps")
@@ -320,6 +366,25 @@ def plot_runs(paths: Sequence[Path], output: Path) -> Path:
     figure.savefig(output, dpi=100)
     plt.close(figure)
     return output
+
+
+def _draw_evaluations(axis: Any, evaluations: Sequence[EvaluatedPoint]) -> None:
+    """Evaluated points by label, in order of environment steps, with 95% intervals."""
+    labels: dict[str, list[EvaluatedPoint]] = {}
+    for point in evaluations:
+        labels.setdefault(point.label, []).append(point)
+    for label, points in labels.items():
+        points.sort(key=lambda point: point.env_steps)
+        axis.errorbar(
+            [p.env_steps for p in points],
+            [p.mean for p in points],
+            yerr=[p.half_width for p in points],
+            marker="o",
+            capsize=3,
+            label=f"evaluate: {label}",
+        )
+    if labels:
+        axis.legend(loc="best", fontsize="small")
 
 
 def _curve(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
