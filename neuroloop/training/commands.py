@@ -358,7 +358,8 @@ def _export(args: argparse.Namespace) -> int:
     from neuroloop.training.export import export_weights
 
     output = export_weights(args.run_dir, args.output, args.checkpoint)
-    print(f"wrote {output} ({args.checkpoint} checkpoint of {args.run_dir})")
+    which = f"cycle {args.checkpoint}" if args.checkpoint.isdigit() else args.checkpoint
+    print(f"wrote {output} ({which} checkpoint of {args.run_dir})")
     return 0
 
 
