@@ -294,7 +294,8 @@ class EvaluatedPoint:
 def read_evaluations(files: Sequence[Path]) -> list[EvaluatedPoint]:
     """The metric of each ``neuroloop evaluate RUN --json`` file, at its checkpoint's steps.
 
-    Points are labelled by run, sampled or deterministic actions, and config overrides.
+    Points are labelled by run, sampled or deterministic actions, control steps per gathering
+    (episodes longer than that are not counted) and config overrides.
 
     Raises:
         ValueError: If a file is not such a result (names the file and what was expected).
@@ -314,7 +315,10 @@ def read_evaluations(files: Sequence[Path]) -> list[EvaluatedPoint]:
                 f"({type(error).__name__}: {error})"
             ) from None
         policy = "deterministic" if evaluated.get("deterministic") else "sampled"
-        shown = [Path(evaluated.get("source", "")).name, policy, *evaluated.get("overrides", [])]
+        shown = [Path(evaluated.get("source", "")).name, policy]
+        if "horizon" in evaluated:
+            shown.append(f"{evaluated['horizon']} steps")
+        shown += evaluated.get("overrides", [])
         points.append(EvaluatedPoint(env_steps, mean, float(half or 0.0), ", ".join(shown)))
     return points
 
