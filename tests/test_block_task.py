@@ -373,14 +373,27 @@ def test_evaluate_reports_the_cgr_distribution_of_a_block_run(tmp_path: Path) ->
         "horizon": 60,
         "overrides": ["Task.Options.SuccessRotation=3.2"],
     }
-    # The learning curves with the evaluation drawn at its checkpoint's steps.
+    # The recipe alone: the untrained brain its training started from, as a baseline.
+    baseline = tmp_path / "untrained.json"
+    untrained = neuroloop(
+        "evaluate",
+        run_dir / "recipe.json",
+        *("--episodes", "2", "--horizon", "60", "--set", "Task.Options.SuccessRotation=3.2"),
+        *("--json", baseline),
+    )
+    assert untrained.returncode == 0, untrained.stderr
+    fresh = json.loads(baseline.read_text())
+    assert fresh["evaluated"]["weights"] is None and "env_steps" not in fresh["evaluated"]
+    assert fresh["consecutive_goals_reached"]["values"] == [50.0, 50.0]
+    assert fresh["return"]["values"] != document["return"]["values"]  # other weights acted
+    # The learning curves with the checkpoint's evaluation at its steps, the baseline a level.
     png = tmp_path / "curves.png"
-    plotted = neuroloop("plot", run_dir, "--evaluations", report, "--output", png)
+    plotted = neuroloop("plot", run_dir, "--evaluations", report, baseline, "--output", png)
     assert plotted.returncode == 0, plotted.stderr
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     refused = neuroloop("plot", run_dir, "--evaluations", run_dir / "recipe.json")
     assert refused.returncode == 2
-    assert f"{run_dir / 'recipe.json'}: expected the --json of neuroloop evaluate RUN" in (
+    assert f"{run_dir / 'recipe.json'}: expected the --json of neuroloop evaluate" in (
         refused.stderr
     )
 

@@ -68,7 +68,9 @@ def add_commands(
 
     evaluate = commands.add_parser("evaluate", help="evaluate a trained run's brain")
     evaluate.add_argument(
-        "source", help="a training run directory, or a recipe (file or shipped name) with --weights"
+        "source",
+        help="a training run directory, or a recipe (file or shipped name): with --weights "
+        "those weights, else the brain its training starts from (InitialWeights, or untrained)",
     )
     evaluate.add_argument(
         "--weights",
@@ -315,6 +317,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     if args.weights is not None:
         source = resolve(RECIPE, args.source)
         weights = resolve(WEIGHTS, args.weights)
+    elif not source.is_dir():  # a recipe alone: the brain its training starts from
+        source = resolve(RECIPE, args.source)
     result = evaluate(
         source,
         args.episodes,

@@ -226,7 +226,8 @@ def evaluate(
 
     Args:
         source: A training run directory (its ``which`` checkpoint is evaluated), or a
-            recipe file together with ``weights``.
+            recipe file: with ``weights`` those, else the brain its training starts from
+            (its ``InitialWeights``, or its seed's untrained brain: a baseline).
         episodes: Episodes to finish (at least).
         deterministic: Act on the policy's mode instead of sampling.
         which: ``"best"``, ``"latest"`` or a cycle number (a periodic checkpoint) of a run.
@@ -253,15 +254,18 @@ def evaluate(
     settings: dict[str, object] = {"Deterministic": deterministic}
     evaluated: dict[str, Any] = {"source": str(source)}
     flat = None
-    if weights is None:
+    if weights is None and not source.is_file():
         recipe, state = load_run(source, which, "evaluate")
         flat = flatten(state.weights)
         evaluated.update(checkpoint=which, cycle=state.cycle, env_steps=state.env_steps)
     elif source.is_file():
         recipe = load_recipe(source)
-        evaluated["weights"] = str(weights)
-        settings["Weights"] = str(weights.resolve())
-        settings.update(weights_architecture(weights))
+        if weights is None:  # the brain the recipe's training starts from
+            weights = recipe.initial_weights
+        evaluated["weights"] = None if weights is None else str(weights)
+        if weights is not None:
+            settings["Weights"] = str(weights.resolve())
+            settings.update(weights_architecture(weights))
     else:
         raise UsageError(
             f"evaluate {source} --weights {weights}: expected a recipe file to evaluate the "

@@ -282,17 +282,18 @@ def _mean_and_interval(curves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.nda
 
 @dataclass(frozen=True)
 class EvaluatedPoint:
-    """One ``neuroloop evaluate RUN --json`` result: the checkpoint's environment steps and
+    """One ``neuroloop evaluate --json`` result: the checkpoint's environment steps (``None``
+    for a brain that is not a run's checkpoint: weights, or a recipe's untrained brain) and
     the evaluated metric's mean with its 95% interval."""
 
-    env_steps: int
+    env_steps: int | None
     mean: float
     half_width: float
     label: str
 
 
 def read_evaluations(files: Sequence[Path]) -> list[EvaluatedPoint]:
-    """The metric of each ``neuroloop evaluate RUN --json`` file, at its checkpoint's steps.
+    """The metric of each ``neuroloop evaluate --json`` file, at its checkpoint's steps.
 
     Points are labelled by run, sampled or deterministic actions, control steps per gathering
     (episodes longer than that are not counted) and config overrides.
@@ -305,17 +306,21 @@ def read_evaluations(files: Sequence[Path]) -> list[EvaluatedPoint]:
         try:
             report = json.loads(Path(file).read_text())
             evaluated = report["evaluated"]
-            env_steps = int(evaluated["env_steps"])
+            env_steps = None if "env_steps" not in evaluated else int(evaluated["env_steps"])
             [metric] = [k for k in report if k not in ("return", "evaluated")]
             mean = float(report[metric]["mean"])
             half = report[metric]["ci95_half_width"]
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ValueError(
-                f"{file}: expected the --json of neuroloop evaluate RUN with a task metric "
+                f"{file}: expected the --json of neuroloop evaluate with a task metric "
                 f"({type(error).__name__}: {error})"
             ) from None
         policy = "deterministic" if evaluated.get("deterministic") else "sampled"
-        shown = [Path(evaluated.get("source", "")).name, policy]
+        brain = Path(evaluated.get("source", "")).name
+        if "weights" in evaluated:
+            weights = evaluated["weights"]
+            brain += f" with {Path(weights).name}" if weights else " untrained"
+        shown = [brain, policy]
         if "horizon" in evaluated:
             shown.append(f"{evaluated['horizon']} steps")
         shown += evaluated.get("overrides", [])
@@ -330,8 +335,9 @@ def plot_runs(
 
     Runs whose recipes differ only in their Seed are one setting: drawn as the mean over
     seeds with its 95% interval (Student t), against environment steps. ``evaluations``
-    (``read_evaluations``) are drawn on the metric's panel as points with their 95%
-    intervals, joined by label.
+    (``read_evaluations``) are drawn on the metric's panel: a run's checkpoints as points with
+    their 95% intervals, joined by label; other brains (weights, an untrained brain) as
+    dashed levels with their intervals shaded.
 
     Raises:
         FileNotFoundError: If a path holds no training run.
@@ -378,7 +384,13 @@ def _draw_evaluations(axis: Any, evaluations: Sequence[EvaluatedPoint]) -> None:
     for point in evaluations:
         labels.setdefault(point.label, []).append(point)
     for label, points in labels.items():
-        points.sort(key=lambda point: point.env_steps)
+        if points[0].env_steps is None:  # not a checkpoint: a level to compare with
+            for point in points:
+                line = axis.axhline(point.mean, linestyle="--", label=f"evaluate: {label}")
+                low, high = point.mean - point.half_width, point.mean + point.half_width
+                axis.axhspan(low, high, color=line.get_color(), alpha=0.15)
+            continue
+        points.sort(key=lambda point: point.env_steps or 0)
         axis.errorbar(
             [p.env_steps for p in points],
             [p.mean for p in points],
