@@ -188,6 +188,7 @@ def test_a_brain_without_input_normalization_trains(tmp_path: Path) -> None:
         "freereach",
         "manipulate_block",
         "manipulate_block_rotate_z",
+        "manipulate_block_curriculum",
         "manipulate_block_vision",
     ],
 )
