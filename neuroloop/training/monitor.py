@@ -386,7 +386,9 @@ def _draw_evaluations(axis: Any, evaluations: Sequence[EvaluatedPoint]) -> None:
     for label, points in labels.items():
         if points[0].env_steps is None:  # not a checkpoint: a level to compare with
             for point in points:
-                line = axis.axhline(point.mean, linestyle="--", label=f"evaluate: {label}")
+                # An empty line takes the next colour of the cycle and stands in the legend.
+                (line,) = axis.plot([], [], linestyle="--", label=f"evaluate: {label}")
+                axis.axhline(point.mean, linestyle="--", color=line.get_color())
                 low, high = point.mean - point.half_width, point.mean + point.half_width
                 axis.axhspan(low, high, color=line.get_color(), alpha=0.15)
             continue
