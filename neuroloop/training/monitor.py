@@ -373,7 +373,7 @@ def plot_runs(
     axes[-1, 0].set_xlabel("environment steps")
     axes[0, 0].legend(loc="best", fontsize="small")
     figure.tight_layout()
-    figure.savefig(output, dpi=100)
+    figure.savefig(output, dpi=100, bbox_inches="tight")
     plt.close(figure)
     return output
 
@@ -401,8 +401,8 @@ def _draw_evaluations(axis: Any, evaluations: Sequence[EvaluatedPoint]) -> None:
             capsize=3,
             label=f"evaluate: {label}",
         )
-    if labels:
-        axis.legend(loc="best", fontsize="small")
+    if labels:  # beside the panel: the levels and points fill it
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
 
 
 def _curve(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
