@@ -373,7 +373,8 @@ def plot_runs(
     axes[-1, 0].set_xlabel("environment steps")
     axes[0, 0].legend(loc="best", fontsize="small")
     figure.tight_layout()
-    figure.savefig(output, dpi=100, bbox_inches="tight")
+    legends = [axis.get_legend() for axis in axes[:, 0] if axis.get_legend() is not None]
+    figure.savefig(output, dpi=100, bbox_inches="tight", bbox_extra_artists=legends)
     plt.close(figure)
     return output
 
@@ -401,8 +402,9 @@ def _draw_evaluations(axis: Any, evaluations: Sequence[EvaluatedPoint]) -> None:
             capsize=3,
             label=f"evaluate: {label}",
         )
-    if labels:  # beside the panel: the levels and points fill it
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+    if labels:  # beside the panel (the levels and points fill it), outside tight_layout
+        legend = axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small")
+        legend.set_in_layout(False)
 
 
 def _curve(records: Sequence[Mapping[str, Any]], key: str) -> tuple[np.ndarray, np.ndarray]:
