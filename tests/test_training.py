@@ -355,6 +355,11 @@ def test_a_cycle_number_picks_that_periodic_checkpoint(periodic: Path, tmp_path:
     assert "checkpoints/cycle_00003.npz (it has 2 periodic checkpoints, cycle_00001.npz to " in (
         missing.stderr
     )
+    typo = neuroloop("evaluate", periodic.parent / "peroidic")
+    assert typo.returncode == 2
+    assert "peroidic: expected a training run directory, a recipe file or a shipped" in (
+        typo.stderr
+    )
     bad = neuroloop("evaluate", periodic, "--checkpoint", "first")
     assert bad.returncode == 2
     assert "expected best, latest or a cycle number. Received: 'first'" in bad.stderr

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from neuroloop.errors import UsageError
-from neuroloop.shipped import RECIPE, WEIGHTS, resolve
+from neuroloop.shipped import RECIPE, WEIGHTS, resolve, shipped
 from neuroloop.training.checkpoint import CHECKPOINT_HELP, checkpoint_choice
 
 if TYPE_CHECKING:
@@ -318,6 +318,12 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = resolve(RECIPE, args.source)
         weights = resolve(WEIGHTS, args.weights)
     elif not source.is_dir():  # a recipe alone: the brain its training starts from
+        if not source.exists() and args.source not in shipped(RECIPE):
+            raise UsageError(
+                f"evaluate {args.source}: expected a training run directory, a recipe file or "
+                f"a shipped recipe's name {sorted(shipped(RECIPE))}. Received: no such "
+                "directory, file or name"
+            )
         source = resolve(RECIPE, args.source)
     result = evaluate(
         source,
