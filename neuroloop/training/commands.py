@@ -318,13 +318,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         source = resolve(RECIPE, args.source)
         weights = resolve(WEIGHTS, args.weights)
     elif not source.is_dir():  # a recipe alone: the brain its training starts from
-        if not source.exists() and args.source not in shipped(RECIPE):
+        try:
+            source = resolve(RECIPE, args.source)
+        except UsageError:
             raise UsageError(
                 f"evaluate {args.source}: expected a training run directory, a recipe file or "
                 f"a shipped recipe's name {sorted(shipped(RECIPE))}. Received: no such "
                 "directory, file or name"
-            )
-        source = resolve(RECIPE, args.source)
+            ) from None
     result = evaluate(
         source,
         args.episodes,

@@ -260,8 +260,7 @@ def evaluate(
         evaluated.update(checkpoint=which, cycle=state.cycle, env_steps=state.env_steps)
     elif source.is_file():
         recipe = load_recipe(source)
-        if weights is None:  # the brain the recipe's training starts from
-            weights = recipe.initial_weights
+        weights = weights or recipe.initial_weights  # else the brain its training starts from
         evaluated["weights"] = None if weights is None else str(weights)
         if weights is not None:
             settings["Weights"] = str(weights.resolve())
